@@ -201,3 +201,15 @@ class ElementwiseOperator(Operator):
         coeff = safe_product(pos, r.lower_slope) + safe_product(neg, r.upper_slope)
         bias = sum_node_dims(safe_product(pos, r.lower_intercept) + safe_product(neg, r.upper_intercept))
         return [coeff], bias
+
+
+def pad_outward(r: LinearRelaxation, magnitude: Tensor, ulps: float = 16.0) -> LinearRelaxation:
+    """Move both lines outward by ``ulps * eps(dtype) * (1 + magnitude)``.
+
+    Lines built from tangents and chords are exact in real arithmetic but their floating-point
+    construction can put them a few ulps on the wrong side of f; ``magnitude`` should bound
+    ``|f|`` and ``|slope * x|`` on the interval (e.g. ``|f(l)| + |f(u)| + |slope| * max(|l|, |u|)``).
+    """
+    eps = torch.finfo(r.lower_intercept.dtype).eps
+    pad = ulps * eps * (1 + magnitude.abs())
+    return LinearRelaxation(r.lower_slope, r.lower_intercept - pad, r.upper_slope, r.upper_intercept + pad)
