@@ -100,6 +100,12 @@ class Operator:
         bias ``[spec, batch]``."""
         raise NotImplementedError
 
+    def refinement_mask(self, interval: Interval) -> Tensor | None:
+        """Which elements of this op's input would get a tighter relaxation from tighter bounds
+        (``[batch, *shape]`` bool), or None for all. CROWN computes intermediate bounds only there
+        (e.g. ReLU: only unstable neurons ``l < 0 < u``)."""
+        return None
+
     # ---- optimizable relaxations (alpha-CROWN); ops without parameters keep the defaults ----
     def init_params(self, input_bounds: Sequence[Interval], spec: int) -> Tensor | None:
         """Initial parameters ``[k, spec, batch, *shape]`` (the default relaxation), or None."""

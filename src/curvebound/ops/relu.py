@@ -78,6 +78,9 @@ class LeakyRelu(ElementwiseOperator):
     def project_params(self, params, input_bounds):
         return params.clamp(self.negative_slope, 1.0)
 
+    def refinement_mask(self, interval: Interval) -> Tensor:
+        return (interval.lower < 0) & (interval.upper > 0)
+
     def branch_point(self, lower: Tensor, upper: Tensor) -> Tensor:
         return torch.zeros_like(lower)
 

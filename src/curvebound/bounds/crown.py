@@ -1,0 +1,235 @@
+"""CROWN: backward linear bound propagation on the general graph (design.md a.3).
+
+Only lower bounds are ever computed: for coefficients ``A`` on a start node ``v`` the backward pass
+returns ``lb`` with ``A . v >= lb`` for every input in the box. Upper bounds of ``c . v`` are
+``-lb(-c . v)``; intermediate bounds stack ``[I; -I]`` as spec rows.
+
+Intermediate bounds are computed node by node in topological order for exactly the nodes whose
+bounds some operator's relaxation needs (``requires_input_bounds``), only at the elements where a
+tighter bound can change the relaxation (``refinement_mask``), and are always intersected with IBP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..graph.ir import Graph
+from ..ops.base import AffineOperator, Interval, safe_product
+from .ibp import interval_step
+
+#: the most elements of coefficient tensors one backward pass may hold (memory guard, per chunk)
+ROW_CHUNK_ELEMENTS = 2**25
+
+#: hook called at each node during the backward pass (branch-and-bound adds beta terms there):
+#: ``hook(node_index, A) -> (A, bias)``.
+BackwardHook = Callable[[int, Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class RelaxationParams:
+    """Optimizable relaxation parameters (alpha), one tensor per (operator node, start node):
+    ``[k, spec_of_start, batch, *shape]``. While ``create`` is True, missing entries are initialised
+    from the operators' default relaxations; ``rows`` fixes which elements of each intermediate node
+    are bounded, so parameter shapes stay constant across iterations."""
+
+    values: dict[tuple[int, int], Tensor] = field(default_factory=dict)
+    rows: dict[int, Tensor] = field(default_factory=dict)
+    create: bool = True
+
+    def lookup(self, node: int, start: int, op, input_bounds, spec: int) -> Tensor | None:
+        key = (node, start)
+        value = self.values.get(key)
+        if value is None and self.create:
+            init = op.init_params(input_bounds, spec)
+            if init is not None:
+                value = init.detach().clone().requires_grad_(True)
+                self.values[key] = value
+        return value
+
+
+def concretize(A: Tensor, box: Interval) -> Tensor:
+    """``min_{x in box} A . x`` = ``A . mid - |A| . rad``; A ``[spec, batch, *in]`` -> ``[spec, batch]``."""
+    spec, batch = A.shape[:2]
+    flat = A.reshape(spec, batch, -1)
+    mid = box.mid.reshape(1, batch, -1)
+    rad = box.radius.reshape(1, batch, -1)
+    return (flat * mid).sum(-1) - (flat.abs() * rad).sum(-1)
+
+
+def backward_bound(
+    graph: Graph,
+    bounds: list[Interval | None],
+    start: int,
+    A: Tensor,
+    params: RelaxationParams | None = None,
+    hook: BackwardHook | None = None,
+) -> Tensor:
+    """Lower bound of ``A . value(start)`` over the input box ``bounds[0]``: ``[spec, batch]``.
+
+    ``bounds`` must hold the bounds of every node whose relaxation is needed on the way back.
+    """
+    spec, batch = A.shape[:2]
+    pending: dict[int, Tensor] = {start: A}
+    bias = torch.zeros(spec, batch, dtype=A.dtype, device=A.device)
+    for index in range(start, 0, -1):
+        coeff = pending.pop(index, None)
+        if coeff is None:
+            continue
+        if hook is not None:
+            coeff, extra = hook(index, coeff)
+            bias = bias + extra
+        node = graph.nodes[index]
+        op = node.op
+        input_shapes = [graph.nodes[i].shape for i in node.inputs]
+        input_bounds = [
+            bounds[i] if position in op.requires_input_bounds else None for position, i in enumerate(node.inputs)
+        ]
+        p = params.lookup(index, start, op, input_bounds, spec) if params is not None else None
+        coeffs, contribution = op.backward(coeff, input_shapes, input_bounds, p)
+        bias = bias + contribution
+        for i, c in zip(node.inputs, coeffs):
+            if c is None:
+                continue
+            expected = (spec, batch, *graph.nodes[i].shape)
+            if tuple(c.shape) != expected:
+                raise AssertionError(
+                    f"{op.kind} at node {node.name!r}: backward gave {tuple(c.shape)}, expected {expected}"
+                )
+            pending[i] = pending[i] + c if i in pending else c
+    lower = bias
+    if 0 in pending:
+        lower = lower + concretize(pending[0], bounds[0])
+    return torch.nan_to_num(lower, nan=-torch.inf)
+
+
+def nodes_needing_bounds(graph: Graph) -> set[int]:
+    """Nodes whose intervals some consumer's relaxation needs."""
+    needed = set()
+    for node in graph.nodes[1:]:
+        for position in node.op.requires_input_bounds:
+            needed.add(node.inputs[position])
+    return needed
+
+
+def _exact_by_ibp(graph: Graph, index: int) -> bool:
+    """IBP (centre/radius form) is exact for one affine op applied to the input box."""
+    node = graph.nodes[index]
+    return isinstance(node.op, AffineOperator) and all(i == 0 for i in node.inputs)
+
+
+def _rows_to_refine(graph: Graph, index: int, interval: Interval) -> Tensor:
+    """Flat indices of the elements of node ``index`` worth a CROWN bound (union over the batch)."""
+    mask = None
+    for consumer in graph.consumers(index):
+        op = graph.nodes[consumer].op
+        if not any(graph.nodes[consumer].inputs[p] == index for p in op.requires_input_bounds):
+            continue
+        m = op.refinement_mask(interval)
+        if m is None:
+            mask = torch.ones_like(interval.lower, dtype=torch.bool)
+            break
+        mask = m if mask is None else mask | m
+    if mask is None:
+        mask = torch.ones_like(interval.lower, dtype=torch.bool)
+    finite_gap = (interval.upper - interval.lower) > 0
+    mask = mask & finite_gap
+    return mask.reshape(mask.shape[0], -1).any(0).nonzero().flatten()
+
+
+def crown_node_bounds(
+    graph: Graph,
+    bounds: list[Interval | None],
+    index: int,
+    rows: Tensor,
+    params: RelaxationParams | None = None,
+) -> tuple[Tensor, Tensor]:
+    """CROWN lower and upper bounds ``[batch, len(rows)]`` of the given flat elements of a node."""
+    node = graph.nodes[index]
+    batch = bounds[0].lower.shape[0]
+    size = node.size
+    dtype, device = bounds[0].lower.dtype, bounds[0].lower.device
+    largest = max(graph.nodes[i].size for i in graph.ancestors(index))
+    chunk = max(1, ROW_CHUNK_ELEMENTS // max(1, 2 * batch * largest))
+    if params is not None:
+        chunk = len(rows)  # parameter shapes are tied to the full row set
+    lowers, uppers = [], []
+    for s in range(0, len(rows), max(1, chunk)):
+        part = rows[s : s + chunk]
+        r = len(part)
+        A = torch.zeros(2 * r, batch, size, dtype=dtype, device=device)
+        ar = torch.arange(r, device=device)
+        A[ar, :, part] = 1.0
+        A[ar + r, :, part] = -1.0
+        lb = backward_bound(graph, bounds, index, A.reshape(2 * r, batch, *node.shape), params)
+        lowers.append(lb[:r].T)
+        uppers.append(-lb[r:].T)
+    return torch.cat(lowers, 1), torch.cat(uppers, 1)
+
+
+def intermediate_bounds(
+    graph: Graph,
+    box: Interval,
+    params: RelaxationParams | None = None,
+    reference: list[Interval | None] | None = None,
+    method: str = "crown",
+    upto: int | None = None,
+) -> list[Interval | None]:
+    """Bounds of every node up to ``upto`` (default: the output), IBP everywhere and CROWN at the
+    nodes whose bounds relaxations need. ``reference`` bounds (e.g. from an earlier pass or from
+    branch-and-bound splits) are intersected in."""
+    last = graph.output if upto is None else upto
+    wanted = graph.ancestors(last)
+    needed = nodes_needing_bounds(graph) if method == "crown" else set()
+    bounds: list[Interval | None] = [None] * len(graph.nodes)
+    bounds[0] = box
+    for node in graph.nodes[1:]:
+        index = node.index
+        if index not in wanted:
+            continue
+        interval = interval_step(graph, index, bounds)
+        if reference is not None and reference[index] is not None:
+            interval = interval.intersect(reference[index])
+        if index in needed and index != last and not _exact_by_ibp(graph, index):
+            if params is not None and index in params.rows:
+                rows = params.rows[index]
+            else:
+                rows = _rows_to_refine(graph, index, interval)
+                if params is not None:
+                    params.rows[index] = rows
+            if len(rows):
+                lb, ub = crown_node_bounds(graph, bounds, index, rows, params)
+                batch = interval.lower.shape[0]
+                lower = interval.lower.reshape(batch, -1).clone()
+                upper = interval.upper.reshape(batch, -1).clone()
+                lower[:, rows] = torch.maximum(lower[:, rows], lb)
+                upper[:, rows] = torch.minimum(upper[:, rows], ub)
+                interval = Interval(lower.reshape(interval.lower.shape), upper.reshape(interval.upper.shape))
+        bounds[index] = interval
+    return bounds
+
+
+def spec_lower_bound(
+    graph: Graph,
+    bounds: list[Interval | None],
+    C: Tensor,
+    params: RelaxationParams | None = None,
+    method: str = "crown",
+    hook: BackwardHook | None = None,
+) -> Tensor:
+    """Lower bound of ``C y`` for ``C: [spec, batch, n_outputs]`` -> ``[spec, batch]``: the better of
+    CROWN (with the spec fused into the backward pass) and IBP on the output interval."""
+    spec, batch = C.shape[:2]
+    out = bounds[graph.output]
+    y_lo = out.lower.reshape(1, batch, -1)
+    y_hi = out.upper.reshape(1, batch, -1)
+    ibp_lower = (safe_product(C.clamp(min=0), y_lo) + safe_product(C.clamp(max=0), y_hi)).sum(-1)
+    ibp_lower = torch.nan_to_num(ibp_lower, nan=-torch.inf)
+    if method == "ibp":
+        return ibp_lower
+    A = C.reshape(spec, batch, *graph.output_shape)
+    crown = backward_bound(graph, bounds, graph.output, A, params, hook)
+    return torch.maximum(crown, ibp_lower)

@@ -1,0 +1,102 @@
+"""Whole-network bounds contain sampled outputs; CROWN is exact on affine networks; alpha-CROWN
+never loses to CROWN."""
+
+import pytest
+import torch
+
+from curvebound.bounds.alpha import optimize_spec_bound
+from curvebound.bounds.crown import backward_bound, intermediate_bounds, spec_lower_bound
+from curvebound.bounds.ibp import ibp
+from curvebound.graph.ir import Graph, Node
+from curvebound.ops.base import Interval
+from curvebound.ops.linear import Add2, MatMulConst
+from curvebound.ops.relu import LeakyRelu, Relu
+
+
+def random_graph(seed: int, activations=(Relu, LeakyRelu), widths=(4, 8, 8, 3), residual=True) -> Graph:
+    """An MLP with random activations and, optionally, a residual Add of two perturbed nodes."""
+    g = torch.Generator().manual_seed(seed)
+    nodes = [Node(0, "x", None, (), (widths[0],))]
+
+    def add(op, inputs, shape):
+        nodes.append(Node(len(nodes), f"n{len(nodes)}", op, tuple(inputs), shape))
+        return len(nodes) - 1
+
+    last = 0
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        w = torch.randn(a, b, generator=g, dtype=torch.float64) / a**0.5 * 2
+        bias = torch.randn(b, generator=g, dtype=torch.float64) * 0.5
+        pre = add(MatMulConst(w, bias, in_rank=1), [last], (b,))
+        if i == len(widths) - 2:
+            last = pre
+            break
+        act_cls = activations[int(torch.randint(len(activations), (1,), generator=g))]
+        act = add(act_cls(), [pre], (b,))
+        if residual and a == b:
+            act = add(Add2(1.0, 1), [act, last], (b,))
+        last = act
+    return Graph(nodes, last)
+
+
+def sample_box(graph: Graph, box: Interval, n: int = 4000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(n, *box.lower.shape[1:], generator=g, dtype=torch.float64)
+    corners = torch.randint(0, 2, (n // 4, *box.lower.shape[1:]), generator=g).to(torch.float64)
+    t = torch.cat([t, corners])
+    return box.lower + t * (box.upper - box.lower)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_crown_and_ibp_contain_sampled_values_of_every_node(seed):
+    graph = random_graph(seed)
+    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64) * 0.5)
+    x = sample_box(graph, box)
+    values = graph.forward_all(x)
+    for method_bounds in (ibp(graph, box), intermediate_bounds(graph, box)):
+        for node, b in zip(graph.nodes, method_bounds):
+            v = values[node.index]
+            assert torch.all(v >= b.lower - 1e-9), node
+            assert torch.all(v <= b.upper + 1e-9), node
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_spec_bounds_are_sound_and_at_least_as_tight_as_ibp(seed):
+    graph = random_graph(seed)
+    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
+    C = torch.randn(5, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    bounds = intermediate_bounds(graph, box)
+    lower = spec_lower_bound(graph, bounds, C)
+    ibp_lower = spec_lower_bound(graph, ibp(graph, box), C, method="ibp")
+    y = graph.forward(sample_box(graph, box))
+    sampled_min = (y @ C[:, 0, :].T).min(0).values
+    assert torch.all(lower[:, 0] <= sampled_min + 1e-9)
+    assert torch.all(lower >= ibp_lower - 1e-12)
+
+
+def test_crown_is_exact_on_an_affine_network():
+    g = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    nodes = [Node(0, "x", None, (), (4,)), Node(1, "h", MatMulConst(w1, in_rank=1), (0,), (6,)),
+             Node(2, "y", MatMulConst(w2, in_rank=1), (1,), (2,))]
+    graph = Graph(nodes, 2)
+    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
+    C = torch.eye(2, dtype=torch.float64)[:, None, :]
+    lower = backward_bound(graph, ibp(graph, box), 2, C)
+    exact = -(w1 @ w2).abs().sum(0)  # min over the box of each output
+    assert torch.allclose(lower[:, 0], exact)
+    assert torch.all(lower[:, 0] > ibp(graph, box)[2].lower[0] + 1e-6)  # IBP is strictly looser here
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_alpha_crown_is_sound_and_never_looser_than_crown(seed):
+    graph = random_graph(seed + 10, widths=(4, 16, 16, 16, 2), residual=False)
+    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
+    C = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)[:, None, :]
+    bounds = intermediate_bounds(graph, box)
+    crown = spec_lower_bound(graph, bounds, C)
+    result = optimize_spec_bound(graph, box, C, torch.zeros(2, dtype=torch.float64), torch.tensor([0, 1]),
+                                 bounds, crown, None)
+    y = graph.forward(sample_box(graph, box))
+    sampled_min = (y @ C[:, 0, :].T).min(0).values
+    assert torch.all(result.lower >= crown - 1e-12)
+    assert torch.all(result.lower[:, 0] <= sampled_min + 1e-9)
