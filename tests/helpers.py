@@ -11,7 +11,9 @@ from curvebound.ops.base import ElementwiseOperator, Interval
 INF = math.inf
 
 
-def interval_cases(lo: float = -INF, hi: float = INF, seed: int = 0, n_random: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
+def interval_cases(
+    lo: float = -INF, hi: float = INF, seed: int = 0, n_random: int = 60
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of input intervals inside the domain ``[lo, hi]``: random, narrow, wide, one-sided,
     degenerate, huge and (where the domain allows) infinite ones. Returns ``lower, upper`` (float64, [n])."""
     g = torch.Generator().manual_seed(seed)
@@ -73,7 +75,9 @@ def assert_elementwise_sound(op: ElementwiseOperator, lower, upper, params=None,
     up_line = r.upper_slope * x + r.upper_intercept
     lo_line = torch.where(r.lower_slope == 0, r.lower_intercept.expand_as(lo_line), lo_line)
     up_line = torch.where(r.upper_slope == 0, r.upper_intercept.expand_as(up_line), up_line)
-    tol = tolerance(fx.nan_to_num(0, 0, 0), (r.lower_slope * x).nan_to_num(0, 0, 0), (r.upper_slope * x).nan_to_num(0, 0, 0))
+    tol = tolerance(
+        fx.nan_to_num(0, 0, 0), (r.lower_slope * x).nan_to_num(0, 0, 0), (r.upper_slope * x).nan_to_num(0, 0, 0)
+    )
     assert not torch.isnan(lo_line[ok]).any(), f"{op.kind}: NaN lower line"
     assert not torch.isnan(up_line[ok]).any(), f"{op.kind}: NaN upper line"
     assert torch.all(~ok | (lo_line <= fx + tol)), _worst(op, "lower line", lower, upper, x, fx, lo_line, True)

@@ -66,8 +66,9 @@ def optimize_spec_bound(
     scheduler = None
     best_loss = torch.inf
     stale = 0
-    iteration = 0
+    iterations_run = 0
     for iteration in range(1, options.iterations + 1):
+        iterations_run = iteration
         if deadline is not None and time.monotonic() > deadline:
             break
         bounds = intermediate_bounds(graph, box, params=params, reference=reference)
@@ -107,4 +108,4 @@ def optimize_spec_bound(
                 op = graph.nodes[node].op
                 in_bounds = [reference[i] for i in graph.nodes[node].inputs]
                 value.copy_(op.project_params(value, in_bounds))
-    return AlphaResult(best, iteration, params, best_bounds)
+    return AlphaResult(best, iterations_run, params, best_bounds)
