@@ -132,6 +132,18 @@ def sum_node_dims(t: Tensor, leading: int = 2) -> Tensor:
     return t.reshape(*t.shape[:leading], -1).sum(-1)
 
 
+def reduce_to_shape(t: Tensor, shape: Sequence[int], leading: int = 2) -> Tensor:
+    """Sum ``t: [*lead, *full]`` over the dims numpy broadcasting added to ``shape`` ->
+    ``[*lead, *shape]`` (the adjoint of broadcasting ``shape`` to ``full``)."""
+    extra = t.dim() - leading - len(shape)
+    if extra > 0:
+        t = t.sum(dim=tuple(range(leading, leading + extra)))
+    dims = tuple(leading + i for i, n in enumerate(shape) if n == 1 and t.shape[leading + i] != 1)
+    if dims:
+        t = t.sum(dim=dims, keepdim=True)
+    return t.reshape(*t.shape[:leading], *shape)
+
+
 def safe_product(A: Tensor, t: Tensor) -> Tensor:
     """``A * t`` with ``0 * inf = 0``: a zero coefficient never picks up an infinite intercept."""
     prod = A * t

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import AffineOperator, sum_node_dims
+from .base import AffineOperator, reduce_to_shape, sum_node_dims
 
 
 def align(x: Tensor, rank: int) -> Tensor:
@@ -67,7 +67,9 @@ class MatMulConst(AffineOperator):
         bias ``A . bias``; other layouts use the generic exact autograd step."""
         if self.side != "right" or self.weight.dim() != 2:
             return super().backward(A, input_shapes, input_bounds, params)
-        coeff = torch.matmul(A, self.weight.transpose(0, 1))
+        n_out = self.weight.shape[1]
+        coeff = torch.matmul(A.reshape(-1, n_out), self.weight.transpose(0, 1))
+        coeff = coeff.reshape(*A.shape[:-1], self.weight.shape[0])
         if self.bias is None:
             bias = torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
         else:
@@ -189,6 +191,16 @@ class ScaleShift(AffineOperator):
     def abs_linear(self, r: Tensor) -> Tensor:
         r = align(r, self.out_rank)
         return r if self.scale is None else r * self.scale.abs()
+
+    def backward(self, A, input_shapes, input_bounds, params=None):
+        """``A_x = A * scale`` summed back over broadcast dims; bias ``A . shift``."""
+        coeff = A if self.scale is None else A * self.scale
+        coeff = reduce_to_shape(coeff, input_shapes[0])
+        if self.shift is None:
+            bias = torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
+        else:
+            bias = sum_node_dims(A * self.shift)
+        return [coeff], bias
 
     def __repr__(self) -> str:
         scale = None if self.scale is None else tuple(self.scale.shape)

@@ -29,6 +29,9 @@ class Reshape(AffineOperator):
     def forward(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.shape)
 
+    def backward(self, A, input_shapes, input_bounds, params=None):
+        return [A.reshape(*A.shape[:2], *input_shapes[0])], torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
+
     def __repr__(self) -> str:
         return f"Reshape({self.shape})"
 
