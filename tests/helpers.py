@@ -48,7 +48,7 @@ def sample_points(lower: torch.Tensor, upper: torch.Tensor, n: int = 400, seed: 
         torch.rand(n // 2, generator=g, dtype=lower.dtype),
         torch.tensor([0.0, 1.0], dtype=lower.dtype),
     ])
-    pts = lo + t[:, None] * (hi - lo)
+    pts = (lo + t[:, None] * (hi - lo)).clamp(min=lo, max=hi)  # rounding must not leave [lo, hi]
     # log-spaced points near the ends pick up curvature near endpoints of huge intervals
     for d in (1e-6, 1e-3, 1e-1, 1.0, 10.0, 1e3):
         pts = torch.cat([pts, (lo + d).clamp(max=hi)[None], (hi - d).clamp(min=lo)[None]])
@@ -85,6 +85,7 @@ def assert_elementwise_sound(op: ElementwiseOperator, lower, upper, params=None,
 
 
 def _worst(op, what, lower, upper, x, fx, bound, is_lower) -> str:
+    bound = bound.expand_as(fx)
     gap = (bound - fx) if is_lower else (fx - bound)
     gap = gap.nan_to_num(-1.0)
     i = int(gap.argmax())
