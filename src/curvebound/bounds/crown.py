@@ -205,8 +205,10 @@ def intermediate_bounds(
                 batch = interval.lower.shape[0]
                 lower = interval.lower.reshape(batch, -1).clone()
                 upper = interval.upper.reshape(batch, -1).clone()
-                lower[:, rows] = torch.maximum(lower[:, rows], lb)
-                upper[:, rows] = torch.minimum(upper[:, rows], ub)
+                # straight-through: the value is the intersection, the gradient always reaches the
+                # CROWN bound (else alpha stops improving a neuron once IBP/reference wins there)
+                lower[:, rows] = lb + (torch.maximum(lower[:, rows], lb) - lb).detach()
+                upper[:, rows] = ub + (torch.minimum(upper[:, rows], ub) - ub).detach()
                 interval = Interval(lower.reshape(interval.lower.shape), upper.reshape(interval.upper.shape))
         bounds[index] = interval
     return bounds
