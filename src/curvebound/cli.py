@@ -47,9 +47,18 @@ def main() -> None:
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="Precision of the bound computation.")
 @click.option("--no-alpha", is_flag=True, help="Skip alpha-CROWN (CROWN only).")
+@click.option("--no-bab", is_flag=True, help="Skip branch-and-bound (ablation).")
+@click.option("--input-split", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Branch on input dimensions instead of neurons (auto: when few input dims are perturbed).")
+@click.option("--branching", type=click.Choice(["bbps", "babsr"]), default="bbps", show_default=True,
+              help="Neuron-branching heuristic (ablation).")
+@click.option("--branch-points", type=click.Choice(["optimized", "midpoint"]), default="optimized",
+              show_default=True, help="Where non-ReLU neurons are split (ablation).")
+@click.option("--relu-only", is_flag=True, help="Branch only on ReLU-like neurons (ablation).")
 @click.option("-v", "--verbose", count=True, help="More progress output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict (and warnings).")
-def verify(model, spec, timeout, result_file, device, dtype, no_alpha, verbose, quiet) -> None:
+def verify(model, spec, timeout, result_file, device, dtype, no_alpha, no_bab, input_split, branching, branch_points,
+           relu_only, verbose, quiet) -> None:
     """Verify the VNN-LIB property SPEC of the ONNX network MODEL."""
     _setup_logging(verbose, quiet)
     log = logging.getLogger("curvebound")
@@ -66,7 +75,8 @@ def verify(model, spec, timeout, result_file, device, dtype, no_alpha, verbose, 
         log.info("loading %s and %s", model, spec)
         result = run_verify(
             model, spec, timeout=timeout, device=device,
-            dtype=torch.float64 if dtype == "float64" else torch.float32, alpha=not no_alpha,
+            dtype=torch.float64 if dtype == "float64" else torch.float32, alpha=not no_alpha, bab=not no_bab,
+            input_split=input_split, branching=branching, branch_points=branch_points, relu_only=relu_only,
         )
     except CurveboundError as exc:
         click.echo(f"error: {exc}", err=True)

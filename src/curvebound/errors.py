@@ -29,3 +29,16 @@ class SpecError(CurveboundError):
     def __init__(self, path: str, line: int, column: int, message: str):
         self.path, self.line, self.column = path, line, column
         super().__init__(f"{path}:{line}:{column}: {message}")
+
+
+class TimeLimitReached(Exception):
+    """Raised inside long computations when the wall-clock deadline has passed; the pipeline turns
+    it into the verdict ``timeout``. Not a user error."""
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise ``TimeLimitReached`` if ``deadline`` (a ``time.monotonic()`` value) has passed."""
+    import time
+
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeLimitReached()

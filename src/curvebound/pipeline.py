@@ -9,6 +9,7 @@ refuted, ``sat`` only with a replayed counterexample, else ``unknown`` (or ``tim
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,16 +21,13 @@ from torch import Tensor
 from .attack.pgd import pgd_attack
 from .bounds.alpha import AlphaOptions, optimize_spec_bound
 from .bounds.crown import intermediate_bounds, spec_lower_bound
+from .errors import TimeLimitReached
 from .graph.ir import Graph
 from .io.replay import replay_counterexample
 from .ops.base import Interval, UnsupportedInput
 from .spec import InputBox, Property
 
 log = logging.getLogger("curvebound")
-
-
-class Timeout(Exception):
-    """The wall-clock budget ran out."""
 
 
 @dataclass
@@ -39,10 +37,15 @@ class Options:
     timeout: float | None = None  # seconds for the whole run
     device: str = "cpu"
     dtype: torch.dtype = torch.float64  # bounds in float64: rounding cannot flip a verdict
-    attack_restarts: int = 30
-    attack_steps: int = 100
+    attack_restarts: int = 10  # first, quick attack; a 5x larger one runs when bounds leave the property open
+    attack_steps: int = 50
     alpha: bool = True
     alpha_options: AlphaOptions = field(default_factory=AlphaOptions)
+    bab: bool = True  # branch-and-bound on what bounds leave open
+    input_split: str = "auto"  # "auto" (few perturbed input dims), "always", "never"
+    branching: str = "bbps"  # activation BaB heuristic: "bbps" | "babsr"
+    branch_points: str = "optimized"  # "optimized" (lookup table) | "midpoint"
+    relu_only: bool = False
     seed: int = 0
 
 
@@ -61,6 +64,9 @@ class BoxReport:
     margins: dict[str, list[float]] = field(default_factory=dict)
     refuted: list[bool] = field(default_factory=list)
     note: str = ""
+    # what branch-and-bound needs to go on from here (not part of the report)
+    region: Interval | None = field(default=None, repr=False)
+    bounds: list[Interval | None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -70,6 +76,8 @@ class Result:
     reason: str = ""
     boxes: list[BoxReport] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    domains: int = 0  # branch-and-bound domains explored
+    bab_history: list[tuple[float, int, float]] = field(default_factory=list)
 
     @property
     def margin(self) -> float:
@@ -93,7 +101,7 @@ class _Clock:
 
     def check(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise Timeout()
+            raise TimeLimitReached()
 
     def add(self, stage: str, seconds: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
@@ -124,6 +132,8 @@ class Verifier:
     def __init__(self, graph: Graph, prop: Property, onnx_path: str, options: Options | None = None):
         self.options = options or Options()
         self.graph = graph.to(self.options.device, self.options.dtype)
+        # the attack only proposes candidates (onnxruntime decides), so it runs in float32
+        self.attack_graph = copy.deepcopy(graph).to(self.options.device, torch.float32)
         self.prop = prop
         self.onnx_path = onnx_path
         if prop.n_inputs != graph.input_size:
@@ -137,7 +147,7 @@ class Verifier:
 
     # ---- stages ----
     def _flat_model(self, x: Tensor) -> Tensor:
-        y = self.graph.forward(x.reshape(x.shape[0], *self.graph.input_shape))
+        y = self.attack_graph.forward(x.reshape(x.shape[0], *self.graph.input_shape))
         return y.reshape(x.shape[0], -1)
 
     def _attack(self, index: int, box: InputBox, clock: _Clock, restarts: int, steps: int) -> Counterexample | None:
@@ -150,7 +160,7 @@ class Verifier:
                 steps=steps,
                 seed=self.options.seed + index,
                 deadline=clock.deadline,
-                dtype=self.options.dtype,
+                dtype=torch.float32,
                 device=self.options.device,
             )
         finally:
@@ -178,15 +188,17 @@ class Verifier:
         n = len(box.disjuncts)
         C, rhs, groups = _stack_rows(box, list(range(n)), dtype, device)
         report.refuted = [False] * n
+        report.region = region
         try:
             t = time.monotonic()
             with torch.no_grad():
-                bounds = intermediate_bounds(self.graph, region)
+                bounds = intermediate_bounds(self.graph, region, deadline=clock.deadline)
                 crown = spec_lower_bound(self.graph, bounds, C[:, None, :])[:, 0]
             clock.add("crown", time.monotonic() - t)
         except UnsupportedInput as exc:
             report.note = f"cannot bound soundly: {exc}"
             return report
+        report.bounds = bounds
         margins = _group_max(crown - rhs, groups, n)
         report.margins["crown"] = margins.tolist()
         report.refuted = (margins > 0).tolist()
@@ -220,6 +232,7 @@ class Verifier:
                 all_margins[d] = max(all_margins[d], alpha_margins[j])
             report.margins["alpha-crown"] = all_margins.tolist()
             report.refuted = (all_margins > 0).tolist()
+            report.bounds = result.bounds
             log.info(
                 "box %d: alpha-CROWN (%d iterations) refutes %d of %d disjuncts",
                 index, result.iterations, sum(report.refuted), n,
@@ -254,17 +267,83 @@ class Verifier:
             # a second, larger attack on the boxes bounds could not settle
             for i in unresolved:
                 clock.check()
-                cex = self._attack(i, self.prop.boxes[i], clock, 4 * opts.attack_restarts, 2 * opts.attack_steps)
+                cex = self._attack(i, self.prop.boxes[i], clock, 5 * opts.attack_restarts, 4 * opts.attack_steps)
                 if cex is not None:
                     result.verdict, result.counterexample = "sat", cex
                     return self._finish(result, clock)
+            still_open = []
+            for i in unresolved if opts.bab else []:
+                clock.check()
+                outcome = self._branch_and_bound(i, self.prop.boxes[i], result.boxes[i], clock, result)
+                if outcome == "sat":
+                    return self._finish(result, clock)
+                if outcome == "timeout":
+                    raise TimeLimitReached()
+                if outcome != "verified":
+                    still_open.append(i)
+            if opts.bab:
+                unresolved = still_open
+            if not unresolved:
+                result.verdict = "unsat"
+                return self._finish(result, clock)
             result.verdict = "unknown"
             if not result.reason:
                 result.reason = f"{len(unresolved)} of {len(self.prop.boxes)} input boxes not proved"
-        except Timeout:
+        except TimeLimitReached:
             result.verdict = "timeout"
             result.reason = "the time limit was reached"
         return self._finish(result, clock)
+
+    def _branch_and_bound(self, index: int, box: InputBox, report: BoxReport, clock: _Clock, result: Result) -> str:
+        """Branch-and-bound on the disjuncts of one box that bounds left open: input splitting when
+        the box has few perturbed dimensions, else GenBaB on the activations. Returns "verified",
+        "sat" (``result`` holds the replayed counterexample), "timeout" or "unknown"."""
+        from .bab.activation_split import GenBabOptions, activation_bab
+        from .bab.input_split import input_split_bab, input_split_suitable
+
+        opts = self.options
+        open_ = [d for d, done in enumerate(report.refuted) if not done]
+        if report.bounds is None or report.region is None:
+            return "unknown"
+        C, rhs, groups = _stack_rows(box, open_, opts.dtype, opts.device)
+        use_input = opts.input_split == "always" or (
+            opts.input_split == "auto" and input_split_suitable(self.graph, report.region)
+        )
+        t = time.monotonic()
+        try:
+            if use_input:
+                log.info("box %d: input-space branch-and-bound on %d open disjuncts", index, len(open_))
+                outcome = input_split_bab(self.graph, report.region, C, rhs, groups, deadline=clock.deadline)
+            else:
+                log.info("box %d: GenBaB (%s, %s points) on %d open disjuncts", index, opts.branching,
+                         opts.branch_points, len(open_))
+                bab_options = GenBabOptions(branching=opts.branching, branch_points=opts.branch_points,
+                                            relu_only=opts.relu_only)
+                outcome = activation_bab(self.graph, report.region, C, rhs, groups, root_bounds=report.bounds,
+                                         deadline=clock.deadline, options=bab_options)
+        except UnsupportedInput as exc:
+            report.note = f"branch-and-bound: cannot bound soundly: {exc}"
+            result.reason = report.note
+            return "unknown"
+        finally:
+            clock.add("bab", time.monotonic() - t)
+        result.domains += outcome.domains_explored
+        result.bab_history.extend(outcome.history)
+        log.info("box %d: branch-and-bound %s after %d domains", index, outcome.status, outcome.domains_explored)
+        if outcome.status == "verified":
+            report.refuted = [True] * len(report.refuted)
+            return "verified"
+        if outcome.status == "counterexample" and outcome.x is not None:
+            replay = replay_counterexample(self.onnx_path, outcome.x, box)
+            if replay.ok:
+                result.verdict = "sat"
+                result.counterexample = Counterexample(replay.x, replay.y, index, int(replay.disjunct))
+                return "sat"
+            log.warning("box %d: BaB candidate not confirmed by onnxruntime: %s", index, replay.reason)
+            return "unknown"
+        if outcome.reason:
+            result.reason = outcome.reason
+        return outcome.status if outcome.status == "timeout" else "unknown"
 
     def _finish(self, result: Result, clock: _Clock) -> Result:
         clock.timings["total"] = time.monotonic() - clock.start

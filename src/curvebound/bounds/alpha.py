@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import TimeLimitReached
 from ..graph.ir import Graph
 from ..ops.base import Interval
 from .crown import RelaxationParams, intermediate_bounds, spec_lower_bound
@@ -71,7 +72,10 @@ def optimize_spec_bound(
         iterations_run = iteration
         if deadline is not None and time.monotonic() > deadline:
             break
-        bounds = intermediate_bounds(graph, box, params=params, reference=reference)
+        try:
+            bounds = intermediate_bounds(graph, box, params=params, reference=reference, deadline=deadline)
+        except TimeLimitReached:
+            break  # keep the best bound found so far
         lower = spec_lower_bound(graph, bounds, C, params)
         if optimizer is None:
             params.create = False

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..errors import check_deadline
 from ..graph.ir import Graph
 from ..ops.base import AffineOperator, Interval, safe_product
 from .ibp import interval_step
@@ -146,6 +147,7 @@ def crown_node_bounds(
     index: int,
     rows: Tensor,
     params: RelaxationParams | None = None,
+    deadline: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """CROWN lower and upper bounds ``[batch, len(rows)]`` of the given flat elements of a node."""
     node = graph.nodes[index]
@@ -158,6 +160,7 @@ def crown_node_bounds(
         chunk = len(rows)  # parameter shapes are tied to the full row set
     lowers, uppers = [], []
     for s in range(0, len(rows), max(1, chunk)):
+        check_deadline(deadline)
         part = rows[s : s + chunk]
         r = len(part)
         A = torch.zeros(2 * r, batch, size, dtype=dtype, device=device)
@@ -177,6 +180,7 @@ def intermediate_bounds(
     reference: list[Interval | None] | None = None,
     method: str = "crown",
     upto: int | None = None,
+    deadline: float | None = None,
 ) -> list[Interval | None]:
     """Bounds of every node up to ``upto`` (default: the output), IBP everywhere and CROWN at the
     nodes whose bounds relaxations need. ``reference`` bounds (e.g. from an earlier pass or from
@@ -201,7 +205,7 @@ def intermediate_bounds(
                 if params is not None:
                     params.rows[index] = rows
             if len(rows):
-                lb, ub = crown_node_bounds(graph, bounds, index, rows, params)
+                lb, ub = crown_node_bounds(graph, bounds, index, rows, params, deadline)
                 batch = interval.lower.shape[0]
                 lower = interval.lower.reshape(batch, -1).clone()
                 upper = interval.upper.reshape(batch, -1).clone()
