@@ -26,7 +26,7 @@ class AlphaOptions:
     iterations: int = 50
     lr: float = 0.1
     lr_decay: float = 0.98
-    patience: int = 8  # stop after this many iterations without improvement of the loss
+    patience: int = 20  # stop after this many iterations without a new best loss
 
 
 @dataclass

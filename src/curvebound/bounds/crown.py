@@ -218,6 +218,30 @@ def intermediate_bounds(
     return bounds
 
 
+def ibp_spec_lower_bound(graph: Graph, bounds: list[Interval | None], C: Tensor) -> Tensor:
+    """IBP bound of ``C y`` with C folded into the trailing affine operators (as auto_LiRPA does):
+    the spec is pushed back exactly through single-input affine nodes at the end of the graph and
+    concretized on the interval of the first node that is not one. ``[spec, batch]``."""
+    spec, batch = C.shape[:2]
+    index = graph.output
+    A = C.reshape(spec, batch, *graph.output_shape)
+    bias = torch.zeros(spec, batch, dtype=C.dtype, device=C.device)
+    while index > 0:
+        node = graph.nodes[index]
+        if not isinstance(node.op, AffineOperator) or len(node.inputs) != 1 or len(graph.consumers(index)) > 1:
+            break
+        if node.inputs[0] == 0 or bounds[node.inputs[0]] is None:
+            break
+        (A_in,), extra = node.op.backward(A, [graph.nodes[node.inputs[0]].shape], [None], None)
+        A, bias, index = A_in, bias + extra, node.inputs[0]
+    b = bounds[index]
+    lo = b.lower.reshape(1, batch, -1)
+    hi = b.upper.reshape(1, batch, -1)
+    flat = A.reshape(spec, batch, -1)
+    lower = bias + (safe_product(flat.clamp(min=0), lo) + safe_product(flat.clamp(max=0), hi)).sum(-1)
+    return torch.nan_to_num(lower, nan=-torch.inf)
+
+
 def spec_lower_bound(
     graph: Graph,
     bounds: list[Interval | None],
@@ -227,13 +251,9 @@ def spec_lower_bound(
     hook: BackwardHook | None = None,
 ) -> Tensor:
     """Lower bound of ``C y`` for ``C: [spec, batch, n_outputs]`` -> ``[spec, batch]``: the better of
-    CROWN (with the spec fused into the backward pass) and IBP on the output interval."""
+    CROWN (with the spec fused into the backward pass) and IBP (with C folded into the last affine ops)."""
     spec, batch = C.shape[:2]
-    out = bounds[graph.output]
-    y_lo = out.lower.reshape(1, batch, -1)
-    y_hi = out.upper.reshape(1, batch, -1)
-    ibp_lower = (safe_product(C.clamp(min=0), y_lo) + safe_product(C.clamp(max=0), y_hi)).sum(-1)
-    ibp_lower = torch.nan_to_num(ibp_lower, nan=-torch.inf)
+    ibp_lower = ibp_spec_lower_bound(graph, bounds, C)
     if method == "ibp":
         return ibp_lower
     A = C.reshape(spec, batch, *graph.output_shape)
