@@ -223,6 +223,8 @@ def _arith(b: _Builder, n: _NodeInfo) -> list[Value]:
         if op in ("Add", "Sub"):
             out_rank = len(np.broadcast_shapes(b.shape(x), b.shape(y)))
             return [b.add(Add2(1.0 if op == "Add" else -1.0, out_rank), [x, y])]
+        if op == "Mul" and x == y:  # x * x: the tight convex Square, not a McCormick product
+            return [b.add(_nonlinear("convex", "Square"), [x])]
         if op == "Div":
             y = b.add(_nonlinear("convex", "Reciprocal"), [y], "/reciprocal")
         x, y = b.align_ranks([x, y], "/aligned")
@@ -791,17 +793,357 @@ def _layer_norm(b: _Builder, n: _NodeInfo) -> list[Value]:
 
 
 # --------------------------------------------------------------------------------------------
+# pattern rewrites: decomposed activations -> one tight operator
+# --------------------------------------------------------------------------------------------
+_FUSED_SILU = "curvebound.Silu"  # internal op type of a fused x * sigmoid(x)
+
+
+def _fuse_patterns(g: onnx.GraphProto) -> tuple[list[onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    """Rewrite ``x * Sigmoid(x)`` to one SiLU node and the erf GELU ``x * 0.5 * (1 + erf(x / sqrt 2))``
+    (any order of the two products, ``/ sqrt 2`` or ``* (1/sqrt 2)``) to one ONNX ``Gelu`` node.
+
+    A pattern is fused only when each of its intermediate tensors feeds exactly the next node of the
+    pattern (no other consumer, not a graph output). Returns the new node list and, per fused node's
+    output, the original nodes (used to constant-fold a fused node whose input is constant)."""
+    nodes = list(g.node)
+    consumers: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            if name:
+                consumers[name] = consumers.get(name, 0) + 1
+    for out in g.output:
+        consumers[out.name] = consumers.get(out.name, 0) + 2  # a graph output is never private
+    producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
+    constants = {init.name: numpy_helper.to_array(init) for init in g.initializer}
+    for node in nodes:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+
+    def scalar(name: str) -> float | None:
+        v = constants.get(name)
+        return float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
+
+    def private(name: str) -> bool:
+        return consumers.get(name, 0) == 1
+
+    def made_by(name: str, op_type: str) -> int | None:
+        i = producer.get(name)
+        return i if i is not None and nodes[i].op_type == op_type else None
+
+    def other(node: onnx.NodeProto, name: str) -> str | None:
+        ins = list(node.input)
+        if len(ins) != 2 or name not in ins:
+            return None
+        return ins[1] if ins[0] == name else ins[0]
+
+    def near(v: float | None, target: float) -> bool:
+        return v is not None and abs(v - target) <= 1e-6 * abs(target)
+
+    removed: set[int] = set()
+    replaced: dict[int, onnx.NodeProto] = {}
+    expansions: dict[str, list[onnx.NodeProto]] = {}
+
+    def fuse(last: int, parts: list[int], op_type: str, x: str, **attrs: Any) -> None:
+        if any(p in removed or p in replaced for p in parts + [last]):
+            return
+        fused = helper.make_node(op_type, [x], [nodes[last].output[0]], name=nodes[last].name or None, **attrs)
+        expansions[nodes[last].output[0]] = [nodes[i] for i in sorted(parts + [last])]
+        removed.update(parts)
+        replaced[last] = fused
+
+    for i, node in enumerate(nodes):
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        for s_name in node.input:  # SiLU: Mul(x, Sigmoid(x))
+            s = made_by(s_name, "Sigmoid")
+            if s is not None and private(s_name) and other(node, s_name) == nodes[s].input[0]:
+                fuse(i, [s], _FUSED_SILU, nodes[s].input[0])
+                break
+        if i in replaced:
+            continue
+        match = _match_gelu(nodes, i, made_by, private, other, scalar, near)
+        if match is not None:
+            x, parts = match
+            fuse(i, parts, "Gelu", x)
+    new_nodes = [replaced.get(i, node) for i, node in enumerate(nodes) if i not in removed]
+    return new_nodes, expansions
+
+
+def _match_gelu(nodes: list[onnx.NodeProto], last: int, made_by: Callable, private: Callable, other: Callable,
+                scalar: Callable, near: Callable) -> tuple[str, list[int]] | None:
+    """If ``nodes[last]`` (a Mul) ends an erf GELU, return ``(x, indices of the other pattern nodes)``.
+
+    Accepted endings, with ``t = 1 + erf(x / sqrt 2)`` (Add in either order, a private chain):
+    ``(x * t) * 0.5``, ``(x * 0.5) * t``, ``x * (t * 0.5)``."""
+
+    def one_plus_erf(name: str) -> tuple[str, list[int]] | None:
+        a = made_by(name, "Add")
+        if a is None or not private(name):
+            return None
+        for erf_name in nodes[a].input:
+            e = made_by(erf_name, "Erf")
+            if e is None or not private(erf_name) or not near(scalar(other(nodes[a], erf_name) or ""), 1.0):
+                continue
+            scaled = nodes[e].input[0]
+            if not private(scaled):
+                continue
+            d = made_by(scaled, "Div")
+            if d is not None and near(scalar(nodes[d].input[1]), math.sqrt(2.0)):
+                return nodes[d].input[0], [a, e, d]
+            m = made_by(scaled, "Mul")
+            if m is not None:
+                for x in nodes[m].input:
+                    if near(scalar(other(nodes[m], x) or ""), 1.0 / math.sqrt(2.0)):
+                        return x, [a, e, m]
+        return None
+
+    node = nodes[last]
+    for name in node.input:
+        partner = other(node, name)
+        if partner is None:
+            return None
+        # (x * t) * 0.5
+        if near(scalar(partner), 0.5):
+            m = made_by(name, "Mul")
+            if m is not None and private(name):
+                for t_name in nodes[m].input:
+                    found = one_plus_erf(t_name)
+                    if found is not None and other(nodes[m], t_name) == found[0]:
+                        return found[0], found[1] + [m]
+        # (x * 0.5) * t  and  x * (t * 0.5)
+        found = one_plus_erf(name)
+        if found is not None:
+            h = made_by(partner, "Mul")
+            if h is not None and private(partner) and found[0] in nodes[h].input and near(
+                scalar(other(nodes[h], found[0]) or ""), 0.5
+            ):
+                return found[0], found[1] + [h]
+        h = made_by(name, "Mul")
+        if h is not None and private(name):
+            for t_name in nodes[h].input:
+                found = one_plus_erf(t_name)
+                if found is not None and near(scalar(other(nodes[h], t_name) or ""), 0.5) and partner == found[0]:
+                    return found[0], found[1] + [h]
+    return None
+
+
+@converter(_FUSED_SILU)
+def _silu(b: _Builder, n: _NodeInfo) -> list[Value]:
+    """``x * sigmoid(x)`` matched by :func:`_fuse_patterns`."""
+    return [b.add(_nonlinear("gelu", "Silu"), [n.inputs[0]])]
+
+
+# ---- recurrent layers (unrolled over the static sequence length) ---------------------------
+
+
+class _Recurrent:
+    """Shared unrolling of ONNX LSTM / GRU (layout 0, default activations, no clip).
+
+    Values are ONNX ``X [seq, batch, in]``, ``W [dirs, gates*H, in]``, ``R [dirs, gates*H, H]``,
+    ``B [dirs, 2*gates*H]``, states ``[dirs, batch, H]``; a state is a constant (numpy ``[batch, H]``)
+    until the first step makes it perturbed (IR node ``[batch, H]``)."""
+
+    def __init__(self, b: _Builder, n: _NodeInfo, gates: int, default_activations: list[str]):
+        self.b, self.n = b, n
+        x = n.inputs[0]
+        if not _is_perturbed(x):
+            raise _Unsupported(f"{n.op_type} with a constant input")
+        if int(n.attr("layout", 0)) != 0:
+            raise _Unsupported(f"{n.op_type} with layout=1")
+        if n.attr("clip") is not None:
+            raise _Unsupported(f"{n.op_type} with clip")
+        if int(n.attr("input_forget", 0)):
+            raise _Unsupported("LSTM with input_forget")
+        self.direction = n.attr("direction", "forward")
+        self.dirs = 2 if self.direction == "bidirectional" else 1
+        activations = n.attr("activations")
+        if activations is not None and [str(a).lower() for a in activations] != [
+            a.lower() for a in default_activations * self.dirs
+        ]:
+            raise _Unsupported(f"{n.op_type} with activations {list(activations)}")
+        if n.attr("activation_alpha") is not None or n.attr("activation_beta") is not None:
+            raise _Unsupported(f"{n.op_type} with activation_alpha/beta")
+        self.x = x
+        self.seq, self.batch, _ = b.shape(x)
+        self.W = _weight_input(n, 1, "W")
+        self.R = _weight_input(n, 2, "R")
+        self.hidden = int(self.R.shape[-1])
+        bias = _weight_input(n, 3, "B")
+        self.B = np.zeros((self.dirs, 2 * gates * self.hidden)) if bias is None else bias
+        lens = n.const_input(4, "sequence_lens")
+        if lens is not None and lens.size and np.any(lens.reshape(-1) != self.seq):
+            raise _Unsupported(f"{n.op_type} with sequence_lens shorter than the sequence")
+
+    def initial(self, i: int, d: int) -> np.ndarray:
+        """Initial state input ``i`` of direction ``d`` as a constant ``[batch, H]`` (zeros if absent)."""
+        v = self.n.input(i)
+        if v is None:
+            return np.zeros((self.batch, self.hidden))
+        if _is_perturbed(v):
+            raise _Unsupported(f"{self.n.op_type} with a perturbed initial state")
+        return np.broadcast_to(np.asarray(v, dtype=np.float64), (self.dirs, self.batch, self.hidden))[d]
+
+    def input_gates(self, d: int, extra_bias: np.ndarray) -> int:
+        """``X W_d^T + Wb_d + extra_bias`` for all steps at once: ``[seq, batch, gates*H]``."""
+        bias = self.B[d, : self.W.shape[1]] + extra_bias
+        return self.b.add(MatMulConst(_tensor(self.W[d].T), _tensor(bias), "right", 3), [self.x], f"/d{d}/xw")
+
+    def step_input(self, xw: int, t: int, tag: str) -> int:
+        """Row ``t`` of ``[seq, batch, G]`` as ``[batch, G]``."""
+        s = self.b.add(Slice.from_onnx(self.b.shape(xw), [t], [t + 1], [0], [1]), [xw], f"{tag}/x")
+        return self.b.reshape(s, self.b.shape(s)[1:], f"{tag}/x2d")
+
+    def gate(self, v: int, k: int, tag: str) -> int:
+        """Gate ``k`` (columns ``k*H:(k+1)*H``) of ``[batch, G]``."""
+        h = self.hidden
+        return self.b.add(Slice.from_onnx(self.b.shape(v), [k * h], [(k + 1) * h], [1], [1]), [v], tag)
+
+    def plus_state(self, xg: int, state: Value, weight: np.ndarray, bias: np.ndarray | None, tag: str) -> int:
+        """``xg + state @ weight (+ bias)`` for a constant or perturbed state ``[batch, H]``."""
+        if not _is_perturbed(state):
+            shift = np.asarray(state) @ weight + (0.0 if bias is None else bias)
+            return _scale_shift(self.b, xg, None, shift, tag)
+        hw = self.b.add(MatMulConst(_tensor(weight), None if bias is None else _tensor(bias), "right", 2), [state],
+                        f"{tag}/hr")
+        return self.b.add(Add2(1.0, 2), [xg, hw], tag)
+
+    def mul(self, gate: int, other: Value, tag: str) -> int:
+        """``gate * other`` for a perturbed gate and a constant or perturbed ``other``."""
+        if not _is_perturbed(other):
+            return _scale_shift(self.b, gate, np.asarray(other), None, tag)
+        return self.b.add(_nonlinear("bilinear", "Mul2"), [gate, other], tag)
+
+    def act(self, v: int, cls: str, tag: str) -> int:
+        return self.b.add(_nonlinear("s_shaped", cls), [v], tag)
+
+    def steps(self, d: int) -> list[int]:
+        reverse = self.direction == "reverse" or d == 1
+        return list(range(self.seq - 1, -1, -1)) if reverse else list(range(self.seq))
+
+    def stack(self, per_dir: list[dict[int, int]]) -> int:
+        """``Y [seq, dirs, batch, H]`` from the hidden state of every (direction, step)."""
+        b = self.b
+        pieces = []
+        for t in range(self.seq):
+            dirs = [b.reshape(per_dir[d][t], (1, 1, self.batch, self.hidden), f"/Y/{t}_{d}") for d in range(self.dirs)]
+            pieces.append(dirs[0] if len(dirs) == 1 else b.add(Concat(1, [None] * len(dirs)), dirs, f"/Y/{t}"))
+        if len(pieces) == 1:
+            return pieces[0]
+        return b.add(Concat(0, [None] * len(pieces)), pieces, "", name=self.n.outputs[0])
+
+    def final(self, states: list[int]) -> int:
+        """``[dirs, batch, H]`` from the last state of each direction."""
+        parts = [self.b.reshape(s, (1, self.batch, self.hidden), f"/last{d}") for d, s in enumerate(states)]
+        if len(parts) == 1:
+            return parts[0]
+        return self.b.add(Concat(0, [None, None]), parts, "/last")
+
+
+@converter("LSTM")
+def _lstm(b: _Builder, n: _NodeInfo) -> list[Value]:
+    """ONNX LSTM (gate order i, o, f, c): ``i, o, f = sigmoid(.)``, ``c~ = tanh(.)``,
+    ``C_t = f C_{t-1} + i c~``, ``H_t = o tanh(C_t)``, unrolled into affine, S-shaped and Mul2 nodes."""
+    if n.input(7) is not None:
+        raise _Unsupported("LSTM with peepholes")
+    r = _Recurrent(b, n, 4, ["Sigmoid", "Tanh", "Tanh"])
+    hidden_states, cell_states, ys = [], [], []
+    h4 = 4 * r.hidden
+    for d in range(r.dirs):
+        xw = r.input_gates(d, r.B[d, h4:])
+        h: Value = r.initial(5, d)
+        c: Value = r.initial(6, d)
+        ys.append({})
+        for t in r.steps(d):
+            tag = f"/d{d}/t{t}"
+            pre = r.plus_state(r.step_input(xw, t, tag), h, r.R[d].T, None, f"{tag}/gates")
+            i = r.act(r.gate(pre, 0, f"{tag}/i_pre"), "Sigmoid", f"{tag}/i")
+            o = r.act(r.gate(pre, 1, f"{tag}/o_pre"), "Sigmoid", f"{tag}/o")
+            f = r.act(r.gate(pre, 2, f"{tag}/f_pre"), "Sigmoid", f"{tag}/f")
+            cand = r.act(r.gate(pre, 3, f"{tag}/c_pre"), "Tanh", f"{tag}/c_cand")
+            new_c = r.mul(i, cand, f"{tag}/ic")
+            if _is_perturbed(c) or np.any(np.asarray(c) != 0):
+                new_c = b.add(Add2(1.0, 2), [r.mul(f, c, f"{tag}/fc"), new_c], f"{tag}/c")
+            c = new_c
+            h = r.mul(o, r.act(c, "Tanh", f"{tag}/tanh_c"), f"{tag}/h")
+            ys[d][t] = h
+        hidden_states.append(h)
+        cell_states.append(c)
+    outputs: list[Value] = [r.stack(ys), r.final(hidden_states), r.final(cell_states)]
+    return outputs[: len(n.outputs)]
+
+
+@converter("GRU")
+def _gru(b: _Builder, n: _NodeInfo) -> list[Value]:
+    """ONNX GRU (gate order z, r, h): ``z, r = sigmoid(.)``; ``h~ = tanh(X W_h + r (H R_h + Rb_h) + Wb_h)``
+    (linear_before_reset=1) or ``tanh(X W_h + (r H) R_h + Rb_h + Wb_h)`` (=0); ``H_t = h~ + z (H_{t-1} - h~)``."""
+    r = _Recurrent(b, n, 3, ["Sigmoid", "Tanh"])
+    before_reset = int(n.attr("linear_before_reset", 0))
+    hid = r.hidden
+    states, ys = [], []
+    for d in range(r.dirs):
+        rb = r.B[d, 3 * hid:]
+        xw = r.input_gates(d, np.concatenate([rb[: 2 * hid], np.zeros(hid) if before_reset else rb[2 * hid:]]))
+        R = r.R[d]
+        h: Value = r.initial(5, d)
+        ys.append({})
+        for t in r.steps(d):
+            tag = f"/d{d}/t{t}"
+            xt = r.step_input(xw, t, tag)
+            zr_x = b.add(Slice.from_onnx(b.shape(xt), [0], [2 * hid], [1], [1]), [xt], f"{tag}/zr_x")
+            zr = r.plus_state(zr_x, h, R[: 2 * hid].T, None, f"{tag}/zr_pre")
+            z = r.act(r.gate(zr, 0, f"{tag}/z_pre"), "Sigmoid", f"{tag}/z")
+            reset = r.act(r.gate(zr, 1, f"{tag}/r_pre"), "Sigmoid", f"{tag}/r")
+            h_x = r.gate(xt, 2, f"{tag}/h_x")
+            if before_reset:
+                if _is_perturbed(h):
+                    hr = b.add(MatMulConst(_tensor(R[2 * hid:].T), _tensor(rb[2 * hid:]), "right", 2), [h], f"{tag}/hr")
+                    gated = r.mul(reset, hr, f"{tag}/r_hr")
+                else:
+                    gated = r.mul(reset, np.asarray(h) @ R[2 * hid:].T + rb[2 * hid:], f"{tag}/r_hr")
+                cand_pre = b.add(Add2(1.0, 2), [h_x, gated], f"{tag}/h_pre")
+            else:
+                if _is_perturbed(h):
+                    rh = r.mul(reset, h, f"{tag}/rh")
+                    cand_pre = r.plus_state(h_x, rh, R[2 * hid:].T, None, f"{tag}/h_pre")
+                else:
+                    rh = r.mul(reset, h, f"{tag}/rh")  # constant h: affine in r
+                    hr = b.add(MatMulConst(_tensor(R[2 * hid:].T), None, "right", 2), [rh], f"{tag}/rh_r")
+                    cand_pre = b.add(Add2(1.0, 2), [h_x, hr], f"{tag}/h_pre")
+            cand = r.act(cand_pre, "Tanh", f"{tag}/h_cand")
+            if _is_perturbed(h):
+                diff = b.add(Add2(-1.0, 2), [h, cand], f"{tag}/h_minus_cand")
+                h = b.add(Add2(1.0, 2), [cand, r.mul(z, diff, f"{tag}/z_diff")], f"{tag}/h")
+            else:  # h_prev constant: z (h_prev - cand) needs Mul2 of z and (h_prev - cand)
+                diff = _scale_shift(b, cand, np.array(-1.0), np.asarray(h), f"{tag}/h_minus_cand")
+                h = b.add(Add2(1.0, 2), [cand, r.mul(z, diff, f"{tag}/z_diff")], f"{tag}/h")
+            ys[d][t] = h
+        states.append(h)
+    outputs: list[Value] = [r.stack(ys), r.final(states)]
+    return outputs[: len(n.outputs)]
+
+
+# --------------------------------------------------------------------------------------------
 # the import
 # --------------------------------------------------------------------------------------------
 
 
-def _fold(proto: onnx.NodeProto, inputs: list[Value | None], opsets: dict[str, int]) -> list[np.ndarray]:
-    """Evaluate a node whose inputs are all constant."""
+def _fold(proto: onnx.NodeProto, inputs: list[Value | None], opsets: dict[str, int],
+          expansion: list[onnx.NodeProto] | None = None, values: dict[str, Value] | None = None) -> list[np.ndarray]:
+    """Evaluate a node whose inputs are all constant. A fused node (see :func:`_fuse_patterns`) is
+    evaluated through its original nodes ``expansion``, reading their other inputs from ``values``."""
     from onnx.reference import ReferenceEvaluator
 
     feeds = {name: np.asarray(v) for name, v in zip(proto.input, inputs) if name}
+    body = [proto]
+    if expansion is not None and values is not None:
+        body = expansion
+        made = {name for node in expansion for name in node.output}
+        for node in expansion:
+            for name in node.input:
+                if name and name not in made and name not in feeds:
+                    feeds[name] = np.asarray(values[name])
     graph = helper.make_graph(
-        [proto], "fold",
+        body, "fold",
         [helper.make_empty_tensor_value_info(name) for name in feeds],
         [helper.make_empty_tensor_value_info(name) for name in proto.output if name],
     )
@@ -827,7 +1169,8 @@ def graph_from_onnx(model: onnx.ModelProto, source: str) -> Graph:
     values[inp.name] = 0
     unsupported: list[tuple[str, str]] = []
 
-    for proto in g.node:
+    fused_nodes, expansions = _fuse_patterns(g)
+    for proto in fused_nodes:
         name = proto.name or proto.output[0]
         try:
             inputs = [values[i] if i else None for i in proto.input]
@@ -840,7 +1183,7 @@ def graph_from_onnx(model: onnx.ModelProto, source: str) -> Graph:
             outputs: list[Value] = [UNKNOWN] * len(proto.output)
         elif not any(_is_perturbed(v) for v in present):
             try:
-                outputs = list(_fold(proto, inputs, opsets))
+                outputs = list(_fold(proto, inputs, opsets, expansions.get(proto.output[0]), values))
             except Exception as exc:
                 raise ModelError(f"{source}: cannot evaluate constant node {name!r} ({proto.op_type}): {exc}") from exc
         elif proto.op_type in ("Shape", "Size"):
