@@ -11,7 +11,7 @@ import torch
 
 from .errors import UnsupportedOperatorsError
 from .graph.onnx_import import load_graph
-from .io.vnnlib import parse_vnnlib
+from .io.vnnlib2 import parse_query
 from .ops.base import UnsupportedInput
 from .pipeline import Options, Result, Verifier
 from .spec import Property
@@ -40,12 +40,12 @@ def verify(
     """Verify a VNN-LIB property of a model.
 
     ``model``: an ONNX file, or a ``torch.nn.Module`` (exported to ONNX first; give ``input_shape``,
-    default ``(1, n_inputs)``). ``spec``: a VNN-LIB file or a parsed ``Property``. Extra keyword
+    default ``(1, n_inputs)``). ``spec``: a VNN-LIB file (1.0 or 2.0, detected) or a parsed ``Property``. Extra keyword
     arguments set fields of ``pipeline.Options``. Returns a ``Result`` whose ``verdict`` is
     ``sat`` (with a counterexample replayed on onnxruntime), ``unsat`` (proved), ``unknown`` or
     ``timeout``. Raises ``CurveboundError`` subclasses for unreadable files.
     """
-    prop = spec if isinstance(spec, Property) else parse_vnnlib(spec)
+    prop = spec if isinstance(spec, Property) else parse_query(spec)
     opts = Options(timeout=timeout, device=device, **options)
     with tempfile.TemporaryDirectory(prefix="curvebound-") as folder:
         if isinstance(model, torch.nn.Module):

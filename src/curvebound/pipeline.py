@@ -76,7 +76,7 @@ class Result:
     reason: str = ""
     boxes: list[BoxReport] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    domains: int = 0  # branch-and-bound domains explored
+    domains_explored: int = 0  # branch-and-bound domains
     bab_history: list[tuple[float, int, float]] = field(default_factory=list)
 
     @property
@@ -327,7 +327,7 @@ class Verifier:
             return "unknown"
         finally:
             clock.add("bab", time.monotonic() - t)
-        result.domains += outcome.domains_explored
+        result.domains_explored += outcome.domains_explored
         result.bab_history.extend(outcome.history)
         log.info("box %d: branch-and-bound %s after %d domains", index, outcome.status, outcome.domains_explored)
         if outcome.status == "verified":
