@@ -216,8 +216,11 @@ class ElementwiseOperator(Operator):
         assert bounds is not None, f"{self.kind} needs its input bounds"
         r = self.relax(bounds.lower, bounds.upper, params)
         pos, neg = A.clamp(min=0), A.clamp(max=0)
-        coeff = safe_product(pos, r.lower_slope) + safe_product(neg, r.upper_slope)
-        bias = sum_node_dims(safe_product(pos, r.lower_intercept) + safe_product(neg, r.upper_intercept))
+        finite = all(bool(torch.isfinite(t).all()) for t in (r.lower_slope, r.upper_slope, r.lower_intercept,
+                                                               r.upper_intercept))
+        product = torch.mul if finite else safe_product  # 0 * inf only matters with infinite lines
+        coeff = product(pos, r.lower_slope) + product(neg, r.upper_slope)
+        bias = sum_node_dims(product(pos, r.lower_intercept) + product(neg, r.upper_intercept))
         return [coeff], bias
 
 

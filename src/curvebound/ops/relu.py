@@ -40,6 +40,8 @@ class LeakyRelu(ElementwiseOperator):
         a = self.negative_slope
         crossing = (lower < 0) & (upper > 0)
         active = lower >= 0
+        if bool(torch.isfinite(lower).all()) and bool(torch.isfinite(upper).all()):
+            return self._relax_finite(lower, upper, params, crossing, active)
         # chord through (l, a*l) and (u, u), computed so that infinite ends take the limit
         width = upper - lower
         finite = torch.isfinite(lower) & torch.isfinite(upper)
@@ -69,6 +71,20 @@ class LeakyRelu(ElementwiseOperator):
         upper_slope = torch.where(crossing, chord_slope, exact_slope)
         upper_intercept = torch.where(crossing, chord_intercept, zero)
         return LinearRelaxation(lower_slope, torch.zeros_like(lower_slope), upper_slope, upper_intercept)
+
+    def _relax_finite(self, lower, upper, params, crossing, active) -> LinearRelaxation:
+        """Fast path for finite bounds: the chord through (l, a l) and (u, u) on crossing elements."""
+        a = self.negative_slope
+        width = torch.where(crossing, upper - lower, torch.ones_like(upper))
+        exact_slope = torch.where(active, torch.ones_like(lower), torch.full_like(lower, a))
+        chord_slope = torch.where(crossing, (upper - a * lower) / width, exact_slope)
+        upper_intercept = torch.where(crossing, upper - chord_slope * upper, torch.zeros_like(upper))
+        if params is None:
+            lower_slope = self._default_lower_slope(lower, upper)
+        else:
+            lower_slope = params[0].clamp(a, 1.0)
+        lower_slope = torch.where(crossing, lower_slope, exact_slope)
+        return LinearRelaxation(lower_slope, torch.zeros_like(lower_slope), chord_slope, upper_intercept)
 
     def init_params(self, input_bounds, spec):
         b = input_bounds[0]

@@ -1,0 +1,91 @@
+"""Activation-space BaB: verifies what CROWN cannot, never verifies a violated property, honours
+the deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from curvebound.bab.activation_split import GenBabOptions, activation_bab
+from curvebound.bounds.crown import intermediate_bounds, spec_lower_bound
+from curvebound.ops.relu import Relu
+from curvebound.ops.s_shaped import Sigmoid, Tanh
+
+from .nets import mlp, product_net, sample, unit_box
+
+ONE_ROW = torch.ones(1, 1, dtype=torch.float64)
+GROUP = torch.zeros(1, dtype=torch.long)
+
+
+def _instance(graph, margin: float):
+    """Root bounds, CROWN's bound, the sampled minimum of y and ``rhs = min - margin * range``."""
+    box = unit_box(graph.input_size)
+    y = graph.forward(sample(box))[:, 0]
+    bounds = intermediate_bounds(graph, box)
+    crown = float(spec_lower_bound(graph, bounds, ONE_ROW[:, None, :])[0, 0])
+    low, span = float(y.min()), float(y.max() - y.min())
+    return box, bounds, crown, low, low - margin * span
+
+
+CASES = [
+    ("relu", lambda: mlp(3, Relu), 0.05, "bbps"),
+    ("product", lambda: product_net(3), 0.05, "bbps"),
+    ("tanh", lambda: mlp(0, Tanh, widths=(3, 12, 1), scale=1.5), 0.03, "babsr"),
+    ("sigmoid", lambda: mlp(3, Sigmoid, widths=(3, 12, 1), scale=1.5), 0.015, "babsr"),
+]
+
+
+@pytest.mark.parametrize("name,build,margin,branching", CASES, ids=[c[0] for c in CASES])
+def test_bab_verifies_what_crown_cannot(name, build, margin, branching):
+    graph = build()
+    box, bounds, crown, low, rhs = _instance(graph, margin)
+    assert crown <= rhs, f"{name}: CROWN alone already verifies; the case tests nothing"
+    out = activation_bab(graph, box, ONE_ROW, torch.tensor([rhs], dtype=torch.float64), GROUP,
+                         root_bounds=bounds, deadline=time.monotonic() + 30,
+                         options=GenBabOptions(branching=branching, batch=16))
+    assert out.status == "verified", (name, out.status, out.reason, out.history[-1])
+    assert out.domains_explored > 1
+    assert out.history[-1][1] == 0
+
+
+SOUND = [(act, seed) for act in (Relu, Sigmoid, Tanh, None) for seed in (5, 6)]
+
+
+@pytest.mark.parametrize("act,seed", SOUND, ids=[f"{a.__name__ if a else 'product'}-{s}" for a, s in SOUND])
+def test_bab_never_verifies_a_violated_property(act, seed):
+    graph = product_net(seed) if act is None else mlp(seed, act, widths=(3, 6, 6, 1), scale=1.5)
+    box, bounds, _crown, low, _ = _instance(graph, 0.0)
+    y = graph.forward(sample(box, seed=1))[:, 0]
+    for rhs in (low + 1e-3, low - 0.02 * float(y.max() - low)):
+        out = activation_bab(graph, box, ONE_ROW, torch.tensor([rhs], dtype=torch.float64), GROUP,
+                             root_bounds=bounds, deadline=time.monotonic() + 1.5, options=GenBabOptions(batch=8))
+        if out.status == "verified":
+            assert float(y.min()) > rhs, (rhs, float(y.min()))
+        if rhs > low:
+            assert out.status != "verified"
+
+
+def test_disjuncts_all_rows_carried():
+    """Two disjuncts: y >= lo - m (row 0) and -y >= -hi - m (row 1); both true, so verified."""
+    graph = mlp(3, Relu)
+    box, bounds, _crown, low, rhs = _instance(graph, 0.05)
+    y = graph.forward(sample(box))[:, 0]
+    high = float(y.max())
+    C = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+    rows = torch.tensor([rhs, -high - 0.05 * (high - low)], dtype=torch.float64)
+    out = activation_bab(graph, box, C, rows, torch.tensor([0, 1]), root_bounds=bounds,
+                         deadline=time.monotonic() + 30, options=GenBabOptions(batch=16))
+    assert out.status == "verified", out.reason
+
+
+def test_deadline_is_honoured():
+    graph = mlp(1, Relu, widths=(3, 16, 16, 1), scale=2.0)
+    box, bounds, _crown, low, _ = _instance(graph, 0.0)
+    start = time.monotonic()
+    out = activation_bab(graph, box, ONE_ROW, torch.tensor([low - 1e-4], dtype=torch.float64), GROUP,
+                         root_bounds=bounds, deadline=start + 1.0, options=GenBabOptions(batch=8))
+    assert out.status == "timeout"
+    assert time.monotonic() - start < 4.0
+    assert out.history and out.history[-1][1] > 0
