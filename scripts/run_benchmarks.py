@@ -102,12 +102,17 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=60.0, help="per-instance timeout cap (s)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     parser.add_argument("--limit", type=int, default=None, help="at most N instances per benchmark")
+    parser.add_argument("--sample", type=int, default=None, help="N instances per benchmark, evenly spread")
     parser.add_argument("--no-alpha", action="store_true")
+    parser.add_argument("--no-bab", action="store_true")
+    parser.add_argument("--branching", choices=["bbps", "babsr"], default="bbps")
+    parser.add_argument("--branch-points", choices=["optimized", "midpoint"], default="optimized")
     parser.add_argument("--skip-check", action="store_true", help="skip the load/forward/parse check")
     args = parser.parse_args()
     benches = args.benchmarks or sorted(p for p in SHARED.iterdir() if p.is_dir())
     args.out.mkdir(parents=True, exist_ok=True)
-    options = {"alpha": not args.no_alpha, "threads": 2}
+    options = {"alpha": not args.no_alpha, "bab": not args.no_bab, "branching": args.branching,
+               "branch_points": args.branch_points, "threads": 1}
     results, summary = [], []
     for bench in benches:
         answers = {}
@@ -119,6 +124,9 @@ def main() -> None:
         counts = {"sat": 0, "unsat": 0, "unknown": 0, "timeout": 0, "error": 0}
         contradictions = 0
         instances = list(csv.reader(open(bench / "instances.csv")))[: args.limit]
+        if args.sample and len(instances) > args.sample:
+            step = len(instances) / args.sample
+            instances = [instances[int(i * step)] for i in range(args.sample)]
         for onnx_rel, vnnlib_rel, timeout in instances:
             t = min(float(timeout), args.cap)
             r = run_instance(bench / onnx_rel, bench / vnnlib_rel, t, options)

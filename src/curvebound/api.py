@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def verify(
     ``sat`` (with a counterexample replayed on onnxruntime), ``unsat`` (proved), ``unknown`` or
     ``timeout``. Raises ``CurveboundError`` subclasses for unreadable files.
     """
+    started = time.monotonic()
     prop = spec if isinstance(spec, Property) else parse_query(spec)
     opts = Options(timeout=timeout, device=device, **options)
     with tempfile.TemporaryDirectory(prefix="curvebound-") as folder:
@@ -56,6 +58,8 @@ def verify(
             graph = load_graph(path)
         except UnsupportedOperatorsError as exc:
             return Result("unknown", reason=str(exc))
+        if timeout is not None:  # loading and parsing count against the time limit
+            opts.timeout = max(0.0, timeout - (time.monotonic() - started))
         try:
             return Verifier(graph, prop, path, opts).run()
         except UnsupportedInput as exc:

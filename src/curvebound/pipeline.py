@@ -103,6 +103,13 @@ class _Clock:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TimeLimitReached()
 
+    def share(self, fraction: float) -> float | None:
+        """A deadline ``fraction`` of the remaining time from now (None without a time limit)."""
+        if self.deadline is None:
+            return None
+        now = time.monotonic()
+        return now + fraction * max(0.0, self.deadline - now)
+
     def add(self, stage: str, seconds: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
 
@@ -205,7 +212,9 @@ class Verifier:
         log.info("box %d: CROWN refutes %d of %d disjuncts", index, sum(report.refuted), n)
         clock.check()
         open_ = [d for d in range(n) if not report.refuted[d]]
-        if open_ and opts.alpha:
+        if open_ and opts.alpha and opts.bab and self._uses_input_split(region):
+            log.info("box %d: few perturbed inputs: skipping alpha-CROWN for input-space branch-and-bound", index)
+        elif open_ and opts.alpha:
             C2, rhs2, groups2 = _stack_rows(box, open_, dtype, device)
             rows = torch.cat([torch.nonzero(groups == d).flatten() for d in open_])
             t = time.monotonic()
@@ -219,7 +228,7 @@ class Verifier:
                     reference=bounds,
                     initial_lower=crown[rows][:, None],
                     options=opts.alpha_options,
-                    deadline=clock.deadline,
+                    deadline=clock.share(0.3 if opts.bab else 1.0),
                 )
             except UnsupportedInput as exc:
                 report.note = f"alpha-CROWN: cannot bound soundly: {exc}"
@@ -294,21 +303,25 @@ class Verifier:
             result.reason = "the time limit was reached"
         return self._finish(result, clock)
 
+    def _uses_input_split(self, region: Interval) -> bool:
+        from .bab.input_split import input_split_suitable
+
+        mode = self.options.input_split
+        return mode == "always" or (mode == "auto" and input_split_suitable(self.graph, region))
+
     def _branch_and_bound(self, index: int, box: InputBox, report: BoxReport, clock: _Clock, result: Result) -> str:
         """Branch-and-bound on the disjuncts of one box that bounds left open: input splitting when
         the box has few perturbed dimensions, else GenBaB on the activations. Returns "verified",
         "sat" (``result`` holds the replayed counterexample), "timeout" or "unknown"."""
         from .bab.activation_split import GenBabOptions, activation_bab
-        from .bab.input_split import input_split_bab, input_split_suitable
+        from .bab.input_split import input_split_bab
 
         opts = self.options
         open_ = [d for d, done in enumerate(report.refuted) if not done]
         if report.bounds is None or report.region is None:
             return "unknown"
         C, rhs, groups = _stack_rows(box, open_, opts.dtype, opts.device)
-        use_input = opts.input_split == "always" or (
-            opts.input_split == "auto" and input_split_suitable(self.graph, report.region)
-        )
+        use_input = self._uses_input_split(report.region)
         t = time.monotonic()
         try:
             if use_input:
@@ -325,6 +338,8 @@ class Verifier:
             report.note = f"branch-and-bound: cannot bound soundly: {exc}"
             result.reason = report.note
             return "unknown"
+        except TimeLimitReached:
+            return "timeout"
         finally:
             clock.add("bab", time.monotonic() - t)
         result.domains_explored += outcome.domains_explored

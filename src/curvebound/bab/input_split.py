@@ -123,7 +123,7 @@ def _bound_boxes(
     batch = lower.shape[0]
     shape = graph.input_shape
     box = Interval(lower.reshape(batch, *shape), upper.reshape(batch, *shape))
-    bounds = intermediate_bounds(graph, box)
+    bounds = intermediate_bounds(graph, box, deadline=deadline)
     rows = C.shape[0]
     A = C[:, None, :].expand(rows, batch, C.shape[1]).contiguous()
     coeff, bias = _linear_bound(graph, bounds, A.reshape(rows, batch, *graph.output_shape))
