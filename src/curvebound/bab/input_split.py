@@ -290,6 +290,25 @@ def _candidate_points(lower: Tensor, upper: Tensor, gen: torch.Generator) -> Ten
     return torch.cat([centre, random])
 
 
+def _pgd_points(graph: Graph, points: Tensor, lower: Tensor, upper: Tensor, C: Tensor, rhs: Tensor, groups: Tensor,
+                n_groups: int, steps: int = 12) -> Tensor:
+    """A few projected signed-gradient steps from ``points [k, n]``, each kept inside its own box
+    ``[lower, upper] [k, n]``, descending the smallest disjunct margin (a violation has margin <= 0).
+    Only proposes candidates: ``_find_violation`` (then onnxruntime) decides."""
+    x = points.clone()
+    step = (upper - lower) / 8
+    for _ in range(steps):
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            y = graph.forward(x.reshape(x.shape[0], *graph.input_shape)).reshape(x.shape[0], -1)
+            dm = _disjunct_margins((y @ C.T - rhs).T, groups, n_groups)  # [groups, k]
+            loss = dm.amin(0).sum()
+            (grad,) = torch.autograd.grad(loss, x)
+        x = torch.minimum(torch.maximum(x.detach() - step * grad.sign(), lower), upper)
+        step = step * 0.7
+    return x
+
+
 def _probe_vertices(lower: Tensor, upper: Tensor, coeff: Tensor, margin: Tensor, groups: Tensor, n_groups: int
                     ) -> Tensor:
     """Per box ``[batch, n]``: the vertex minimizing the summed linear lower bounds of the rows of its worst
@@ -381,6 +400,11 @@ def input_split_bab(
                     worst = torch.topk(-box_margin, k).indices
                     points = _candidate_points(lower[worst], upper[worst], gen)
                     hit = _find_violation(graph, points, C, rhs, groups, n_groups)
+                    if hit is None:
+                        reps = points.shape[0] // k
+                        b_lo, b_hi = lower[worst].repeat(reps, 1), upper[worst].repeat(reps, 1)
+                        points = _pgd_points(graph, points, b_lo, b_hi, C, rhs, groups, n_groups)
+                        hit = _find_violation(graph, points, C, rhs, groups, n_groups)
                     if hit is not None:
                         return counterexample(hit)
                 round_index += 1
