@@ -89,3 +89,19 @@ def test_deadline_is_honoured():
     assert out.status == "timeout"
     assert time.monotonic() - start < 4.0
     assert out.history and out.history[-1][1] > 0
+
+
+def test_beta_hook_ignores_indices_of_other_nodes():
+    """A history mixing splits of a 50-neuron and a 100-neuron node: the hook at the small node must
+    not index with the large node's positions (regression: nln2020 crashed with index 77 of size 50)."""
+    import torch
+
+    from curvebound.bab.beta import SplitHistory, beta_hook
+
+    history = SplitHistory(torch.tensor([[3, 7]]), torch.tensor([[10, 77]]), torch.tensor([[1.0, -1.0]]),
+                           torch.tensor([[0.5, 0.0]]))
+    beta = torch.ones(2, 1, 2)
+    A = torch.zeros(2, 1, 50)
+    out, bias = beta_hook(history, beta)(3, A)
+    assert out[0, 0, 10] == -1.0 and out.abs().sum() == 2.0  # one entry per spec row, at index 10
+    assert torch.allclose(bias, torch.full((2, 1), 0.5))

@@ -86,7 +86,9 @@ def beta_hook(history: SplitHistory, beta: Tensor) -> Callable[[int, Tensor], tu
         mask = (history.node == node).to(A.dtype)  # [batch, H]
         weight = beta * (history.sign * mask)[None]  # [spec, batch, H]
         flat = A.reshape(spec, batch, -1)
-        index = history.index[None].expand(spec, -1, -1)
+        # entries of other nodes carry zero weight, but their indices may exceed this node's size
+        index = torch.where(history.node == node, history.index, torch.zeros_like(history.index))
+        index = index[None].expand(spec, -1, -1)
         flat = flat.scatter_add(2, index, -weight)
         bias = (weight * history.point[None]).sum(-1)
         return flat.reshape(A.shape), bias
