@@ -149,6 +149,17 @@ def verify(paths, networks, timeout, result_file, report_dir, device, dtype, thr
     except CurveboundError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except click.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an internal error is reported in one line, not a traceback
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); run with -vv and report it", err=True)
+        if verbose > 1:
+            raise
+        if result_file:
+            from .io.results import write_result
+
+            write_result(result_file, "unknown")
+        sys.exit(3)
 
 
 if __name__ == "__main__":

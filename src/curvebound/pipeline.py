@@ -340,6 +340,10 @@ class Verifier:
             return "unknown"
         except TimeLimitReached:
             return "timeout"
+        except (RuntimeError, ValueError, IndexError) as exc:  # a bug must cost the proof, never soundness
+            log.error("box %d: branch-and-bound failed: %s: %s", index, type(exc).__name__, exc)
+            result.reason = f"branch-and-bound failed ({type(exc).__name__}: {exc})"
+            return "unknown"
         finally:
             clock.add("bab", time.monotonic() - t)
         result.domains_explored += outcome.domains_explored
