@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..bounds.crown import concretize
+from ..bounds.crown import backward_linear, concretize
 from ..graph.ir import Graph
 from ..ops.base import ElementwiseOperator, Interval, Operator, safe_product
 from ..ops.bilinear import BivariateElementwise, MatMul2, Mul2
@@ -150,24 +150,7 @@ def branch_points(graph: Graph, split: SplitNode, lower: Tensor, upper: Tensor, 
 def input_linear_bounds(graph: Graph, bounds: list[Interval | None], start: int, A: Tensor) -> tuple[Tensor, Tensor]:
     """CROWN backward pass from ``start`` that stops at the input: ``(A_in, bias)`` with
     ``A . value(start) >= A_in . x + bias`` for every ``x`` in the box; ``A_in: [spec, batch, *input]``."""
-    spec, batch = A.shape[:2]
-    pending: dict[int, Tensor] = {start: A}
-    bias = torch.zeros(spec, batch, dtype=A.dtype, device=A.device)
-    for index in range(start, 0, -1):
-        coeff = pending.pop(index, None)
-        if coeff is None:
-            continue
-        node = graph.nodes[index]
-        op = node.op
-        shapes = [graph.nodes[i].shape for i in node.inputs]
-        in_bounds = [bounds[i] if p in op.requires_input_bounds else None for p, i in enumerate(node.inputs)]
-        coeffs, contribution = op.backward(coeff, shapes, in_bounds, None)
-        bias = bias + contribution
-        for i, c in zip(node.inputs, coeffs):
-            if c is not None:
-                pending[i] = pending[i] + c if i in pending else c
-    A_in = pending.get(0, torch.zeros(spec, batch, *graph.input_shape, dtype=A.dtype, device=A.device))
-    return A_in, bias
+    return backward_linear(graph, bounds, start, A)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..bounds.alpha import AlphaOptions, optimize_spec_bound
-from ..bounds.crown import intermediate_bounds
+from ..bounds.crown import backward_linear, intermediate_bounds
 from ..graph.ir import Graph
 from ..ops.base import Interval, UnsupportedInput, safe_product
 from .result import BabOutcome
@@ -72,30 +72,9 @@ def input_split_suitable(graph: Graph, box: Interval) -> bool:
 
 
 def _linear_bound(graph: Graph, bounds: list[Interval | None], A: Tensor) -> tuple[Tensor, Tensor]:
-    """CROWN backward pass from the output: ``A . f(x) >= coeff . x + bias`` for every ``x`` in the box.
-
-    ``A: [spec, batch, *output_shape]`` -> ``coeff [spec, batch, n_in]`` (flat input), ``bias [spec, batch]``.
-    Same traversal as ``bounds.crown.backward_bound``, but returns the linear function at the input
-    instead of its minimum over the box."""
+    """CROWN from the output: ``A . f(x) >= coeff . x + bias`` on the box; ``coeff [spec, batch, n_in]`` (flat)."""
+    at_input, bias = backward_linear(graph, bounds, graph.output, A)
     spec, batch = A.shape[:2]
-    pending: dict[int, Tensor] = {graph.output: A}
-    bias = torch.zeros(spec, batch, dtype=A.dtype, device=A.device)
-    for index in range(graph.output, 0, -1):
-        coeff = pending.pop(index, None)
-        if coeff is None:
-            continue
-        node = graph.nodes[index]
-        op = node.op
-        shapes = [graph.nodes[i].shape for i in node.inputs]
-        needed = [bounds[i] if p in op.requires_input_bounds else None for p, i in enumerate(node.inputs)]
-        coeffs, contribution = op.backward(coeff, shapes, needed, None)
-        bias = bias + contribution
-        for i, c in zip(node.inputs, coeffs):
-            if c is not None:
-                pending[i] = pending[i] + c if i in pending else c
-    at_input = pending.get(0)
-    if at_input is None:
-        at_input = torch.zeros(spec, batch, graph.input_size, dtype=A.dtype, device=A.device)
     return at_input.reshape(spec, batch, -1), torch.nan_to_num(bias, nan=-torch.inf)
 
 

@@ -61,15 +61,17 @@ def concretize(A: Tensor, box: Interval) -> Tensor:
     return (flat * mid).sum(-1) - (flat.abs() * rad).sum(-1)
 
 
-def backward_bound(
+def backward_linear(
     graph: Graph,
     bounds: list[Interval | None],
     start: int,
     A: Tensor,
     params: RelaxationParams | None = None,
     hook: BackwardHook | None = None,
-) -> Tensor:
-    """Lower bound of ``A . value(start)`` over the input box ``bounds[0]``: ``[spec, batch]``.
+) -> tuple[Tensor, Tensor]:
+    """The CROWN backward pass from ``start`` down to the input: ``(A_in, bias)`` with
+    ``A . value(start) >= A_in . x + bias`` for every ``x`` in the box ``bounds[0]``;
+    ``A_in: [spec, batch, *input_shape]``, ``bias: [spec, batch]``.
 
     ``bounds`` must hold the bounds of every node whose relaxation is needed on the way back.
     """
@@ -101,10 +103,24 @@ def backward_bound(
                     f"{op.kind} at node {node.name!r}: backward gave {tuple(c.shape)}, expected {expected}"
                 )
             pending[i] = pending[i] + c if i in pending else c
-    lower = bias
-    if 0 in pending:
-        lower = lower + concretize(pending[0], bounds[0])
-    return torch.nan_to_num(lower, nan=-torch.inf)
+    at_input = pending.get(0)
+    if at_input is None:
+        at_input = torch.zeros(spec, batch, *graph.input_shape, dtype=A.dtype, device=A.device)
+    return at_input, bias
+
+
+def backward_bound(
+    graph: Graph,
+    bounds: list[Interval | None],
+    start: int,
+    A: Tensor,
+    params: RelaxationParams | None = None,
+    hook: BackwardHook | None = None,
+) -> Tensor:
+    """Lower bound of ``A . value(start)`` over the input box ``bounds[0]``: ``[spec, batch]``
+    (``backward_linear`` concretized on the box)."""
+    at_input, bias = backward_linear(graph, bounds, start, A, params, hook)
+    return torch.nan_to_num(bias + concretize(at_input, bounds[0]), nan=-torch.inf)
 
 
 def nodes_needing_bounds(graph: Graph) -> set[int]:
