@@ -157,8 +157,13 @@ class Verifier:
         y = self.attack_graph.forward(x.reshape(x.shape[0], *self.graph.input_shape))
         return y.reshape(x.shape[0], -1)
 
-    def _attack(self, index: int, box: InputBox, clock: _Clock, restarts: int, steps: int) -> Counterexample | None:
+    def _attack(self, index: int, box: InputBox, clock: _Clock, restarts: int, steps: int,
+                budget: float | None = None) -> Counterexample | None:
+        """PGD on one box (at most ``budget`` seconds, within the overall deadline), then replay."""
         t = time.monotonic()
+        deadline = clock.deadline
+        if budget is not None:
+            deadline = t + budget if deadline is None else min(deadline, t + budget)
         try:
             found = pgd_attack(
                 self._flat_model,
@@ -166,7 +171,7 @@ class Verifier:
                 restarts=restarts,
                 steps=steps,
                 seed=self.options.seed + index,
-                deadline=clock.deadline,
+                deadline=deadline,
                 dtype=torch.float32,
                 device=self.options.device,
             )
@@ -276,7 +281,10 @@ class Verifier:
             # a second, larger attack on the boxes bounds could not settle
             for i in unresolved:
                 clock.check()
-                cex = self._attack(i, self.prop.boxes[i], clock, 5 * opts.attack_restarts, 4 * opts.attack_steps)
+                remaining = None if clock.deadline is None else clock.deadline - time.monotonic()
+                budget = 20.0 if remaining is None else min(20.0, 0.15 * remaining)
+                cex = self._attack(i, self.prop.boxes[i], clock, 5 * opts.attack_restarts, 4 * opts.attack_steps,
+                                   budget)
                 if cex is not None:
                     result.verdict, result.counterexample = "sat", cex
                     return self._finish(result, clock)
