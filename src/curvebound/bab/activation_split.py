@@ -119,11 +119,21 @@ class _Bounder:
         spec_lower_bound(self.graph, bounds, C, None, hook=chain_hooks(record, beta_hook(domains.history, beta)))
         return recorded
 
-    def bound(self, domains: DomainBatch) -> None:
-        """Optimize alpha and beta for the batch; updates ``lower_bound`` and ``beta`` in place."""
+    def bound(self, domains: DomainBatch, effort: int = 1) -> None:
+        """Optimize alpha and beta for the batch; updates ``lower_bound`` and ``beta`` in place.
+        ``effort > 1`` multiplies iterations, patience and learning rates (for domains that cannot be
+        split further, where only a converged beta can still close the gap)."""
         opts = self.options
         n = len(domains)
         bounds = self.bounds_for(domains)
+        # a domain whose intervals became empty somewhere is infeasible: nothing in it to violate
+        empty = torch.zeros(n, dtype=torch.bool, device=self.C.device)
+        for b in bounds:
+            if b is not None:
+                empty |= (b.lower > b.upper).reshape(n, -1).any(1)
+        if bool(empty.any()):
+            bounds = [None if b is None else Interval(torch.where(_rows(empty, b.lower), b.upper, b.lower), b.upper)
+                      for b in bounds]  # keep the tensors well-formed; those domains are marked refuted below
         C = self.C[:, None, :].expand(-1, n, -1)
         params = RelaxationParams(create=True)
         beta = domains.beta.permute(1, 0, 2).contiguous().clone()  # [spec, n, H]
@@ -134,7 +144,7 @@ class _Bounder:
         best_beta = beta.detach().clone()
         optimizer = None
         stale, best_total = 0, -torch.inf
-        for _ in range(max(1, opts.iterations)):
+        for _ in range(max(1, opts.iterations * effort)):
             if self.deadline is not None and time.monotonic() > self.deadline:
                 break
             with torch.enable_grad():
@@ -150,13 +160,13 @@ class _Bounder:
                 total = float(best_objective.sum())
                 stale = 0 if total > best_total + 1e-6 * (1 + abs(total)) else stale + 1
                 best_total = max(best_total, total)
-                if stale >= PATIENCE:
+                if stale >= PATIENCE * effort:
                     break
             if optimizer is None:
                 params.create = False
-                groups = [{"params": list(params.values.values()), "lr": opts.lr_alpha}]
+                groups = [{"params": list(params.values.values()), "lr": opts.lr_alpha * effort}]
                 if has_beta:
-                    groups.append({"params": [beta], "lr": opts.lr_beta})
+                    groups.append({"params": [beta], "lr": opts.lr_beta * effort})
                 if not objective.requires_grad or not any(g["params"] for g in groups):
                     break
                 optimizer = torch.optim.Adam(groups)
@@ -170,8 +180,14 @@ class _Bounder:
                     value.copy_(op.project_params(value, [bounds[i] for i in self.graph.nodes[node].inputs]))
                 if has_beta:
                     beta.clamp_(min=0)
+        best = torch.where(empty[None, :], torch.full_like(best, torch.inf), best)
         domains.lower_bound = best.T.contiguous()
         domains.beta = best_beta.permute(1, 0, 2).contiguous()
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """``mask [n]`` broadcast to ``like [n, *shape]``."""
+    return mask.reshape(-1, *([1] * (like.dim() - 1))).expand_as(like)
 
 
 def _children(parents: DomainBatch, decision: Decision, splits: list[SplitNode]) -> DomainBatch:
@@ -256,8 +272,18 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
                                      point_method=options.branch_points, relu_only=options.relu_only,
                                      shortcuts=shortcuts)
             if not bool(decision.valid.all()):
-                store.push(parents)
-                return finish("unknown", "an open domain has no candidate neuron left to split")
+                # nothing left to split there: only a converged beta (the Lagrangian of the leaf LP)
+                # can still refute those domains; if it cannot, the answer is unknown anyway
+                stuck = parents.take((~decision.valid).nonzero().flatten())
+                bounder.bound(stuck, effort=10)
+                open_stuck = stuck.take((store.worst_margin(stuck) <= 0).nonzero().flatten())
+                rest = parents.take(decision.valid.nonzero().flatten())
+                store.push(rest)
+                if len(open_stuck):
+                    store.push(open_stuck)
+                    return finish("unknown", "an open domain has no candidate neuron left to split")
+                note()
+                continue
             kids = _children(parents, decision, splits)
             bounder.bound(kids)
             outcome.domains_explored += len(kids)

@@ -39,7 +39,7 @@ from ..bounds.crown import backward_linear, concretize
 from ..graph.ir import Graph
 from ..ops.base import ElementwiseOperator, Interval, Operator, safe_product
 from ..ops.bilinear import BivariateElementwise, MatMul2, Mul2
-from ..ops.relu import LeakyRelu
+from ..ops.relu import LeakyRelu, PRelu
 from ..ops.s_shaped import SShaped
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def find_split_nodes(graph: Graph) -> list[SplitNode]:
 
 
 def _relu_like(op: Operator) -> bool:
-    return isinstance(op, LeakyRelu)
+    return isinstance(op, (LeakyRelu, PRelu))
 
 
 def _product(op: Operator) -> bool:

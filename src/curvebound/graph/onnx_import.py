@@ -792,6 +792,95 @@ def _layer_norm(b: _Builder, n: _NodeInfo) -> list[Value]:
     return [_scale_shift(b, normalized, scale, bias)] + [UNKNOWN] * (len(n.outputs) - 1)
 
 
+# ---- pooling and PRelu --------------------------------------------------------------------
+
+
+@converter("PRelu")
+def _prelu(b: _Builder, n: _NodeInfo) -> list[Value]:
+    """``PRelu(x, slope)`` with a constant slope; a uniform slope in ``[0, 1)`` is a ``LeakyRelu``."""
+    x = n.inputs[0]
+    slope = _weight_input(n, 1, "slope")
+    if slope.ndim > b.rank(x):
+        raise _Unsupported(f"PRelu slope of rank {slope.ndim} above the input rank {b.rank(x)}")
+    values = np.unique(slope)
+    if values.size == 1 and 0.0 <= float(values[0]) < 1.0:
+        return [b.add(_nonlinear("relu", "LeakyRelu", float(values[0])), [x])]
+    return [b.add(_nonlinear("relu", "PRelu", _tensor(slope)), [x])]
+
+
+def _pool_geometry(b: _Builder, n: _NodeInfo, x: int) -> tuple[list[int], list[int], list[int], list[int]]:
+    """``(kernel, strides, pads, dilations)`` of a MaxPool / AveragePool node, ``auto_pad`` resolved;
+    ``ceil_mode = 1`` only where it gives the same output size as ``ceil_mode = 0``."""
+    in_spatial = b.shape(x)[2:]
+    kernel = [int(k) for k in n.attr("kernel_shape")]
+    k = len(kernel)
+    if k not in (1, 2, 3) or len(in_spatial) != k:
+        raise _Unsupported(f"{k}-D {n.op_type} on an input of shape {b.shape(x)}")
+    strides = [int(s) for s in n.attr("strides", [1] * k)]
+    dilations = [int(d) for d in n.attr("dilations", [1] * k)]
+    pads = [int(p) for p in n.attr("pads", [0] * 2 * k)]
+    spans = [(kk - 1) * d + 1 for kk, d in zip(kernel, dilations)]
+    auto_pad = n.attr("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0] * 2 * k
+        for d in range(k):
+            out = -(-in_spatial[d] // strides[d])
+            total = max((out - 1) * strides[d] + spans[d] - in_spatial[d], 0)
+            small = total // 2
+            pads[d], pads[k + d] = (small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small)
+    elif auto_pad == "VALID":
+        pads = [0] * 2 * k
+    if int(n.attr("ceil_mode", 0)):
+        for d in range(k):
+            extent = in_spatial[d] + pads[d] + pads[k + d] - spans[d]
+            if extent % strides[d]:
+                raise _Unsupported(f"{n.op_type} with ceil_mode=1 adding a partial window")
+    return kernel, strides, pads, dilations
+
+
+@converter("AveragePool")
+def _average_pool(b: _Builder, n: _NodeInfo) -> list[Value]:
+    x = n.inputs[0]
+    kernel, strides, pads, dilations = _pool_geometry(b, n, x)
+    if any(d != 1 for d in dilations):
+        raise _Unsupported("AveragePool with dilations")
+    op = _nonlinear("linear", "AveragePool", kernel, strides, pads, bool(n.attr("count_include_pad", 0)))
+    return [b.add(op, [x])]
+
+
+@converter("GlobalAveragePool")
+def _global_average_pool(b: _Builder, n: _NodeInfo) -> list[Value]:
+    return [b.add(_nonlinear("linear", "GlobalAveragePool"), [n.inputs[0]])]
+
+
+@converter("MaxPool")
+def _max_pool(b: _Builder, n: _NodeInfo) -> list[Value]:
+    x = n.inputs[0]
+    kernel, strides, pads, dilations = _pool_geometry(b, n, x)
+    op = _nonlinear("pooling", "MaxPool", kernel, strides, pads, dilations)
+    return [b.add(op, [x])] + [UNKNOWN] * (len(n.outputs) - 1)  # the optional Indices output
+
+
+@converter("GlobalMaxPool")
+def _global_max_pool(b: _Builder, n: _NodeInfo) -> list[Value]:
+    x = n.inputs[0]
+    return [b.add(_nonlinear("pooling", "ReduceMax", list(range(2, b.rank(x))), True), [x])]
+
+
+@converter("ReduceMax")
+def _reduce_max(b: _Builder, n: _NodeInfo) -> list[Value]:
+    """Axes from the attribute (opset < 18) or the second input (opset 18); ``keepdims`` default 1."""
+    x = n.inputs[0]
+    rank = b.rank(x)
+    axes = _axes_of(n, 1)
+    if not axes:
+        if int(n.attr("noop_with_empty_axes", 0)):
+            return [x]
+        axes = list(range(rank))
+    axes = sorted({_axis(a, rank) for a in axes})
+    return [b.add(_nonlinear("pooling", "ReduceMax", axes, bool(n.attr("keepdims", 1))), [x])]
+
+
 # --------------------------------------------------------------------------------------------
 # pattern rewrites: decomposed activations -> one tight operator
 # --------------------------------------------------------------------------------------------

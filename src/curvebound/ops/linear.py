@@ -279,3 +279,58 @@ class Center(AffineOperator):
 
     def __repr__(self) -> str:
         return f"Center(axes={self.axes})"
+
+
+class AveragePool(AffineOperator):
+    """ONNX ``AveragePool`` (1-, 2- or 3-D, ``ceil_mode = 0``, no dilation) on ``[batch, N, C, *spatial]``:
+    ``y_o = sum_{i in window(o)} x_i / d_o`` with the zero-padded window (explicit, possibly
+    asymmetric ``pads``, ONNX order begins then ends) and divisor ``d_o`` = the kernel size when
+    ``count_include_pad`` else the number of non-pad positions in the window. Nonnegative weights:
+    monotone, so IBP is the forward of the bounds and the generic backward is exact."""
+
+    kind = "AveragePool"
+    monotone = True
+
+    def __init__(self, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+                 count_include_pad: bool = False):
+        self.kernel = tuple(int(k) for k in kernel)
+        self.strides = tuple(int(s) for s in strides)
+        self.pads = tuple(int(p) for p in pads)
+        self.count_include_pad = bool(count_include_pad)
+        if len(self.kernel) not in (1, 2, 3):
+            raise ValueError(f"{len(self.kernel)}-D AveragePool is not supported")
+
+    def _padded(self, x: Tensor) -> Tensor:
+        k = len(self.kernel)
+        torch_pads: list[int] = []
+        for lo, hi in zip(reversed(self.pads[:k]), reversed(self.pads[k:])):
+            torch_pads += [lo, hi]
+        return F.pad(x, torch_pads) if any(torch_pads) else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n = x.shape[:2]
+        flat = x.reshape(b * n, *x.shape[2:])  # [batch * N, C, *spatial]
+        fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(self.kernel)]
+        y = fn(self._padded(flat), self.kernel, self.strides)  # mean over the kernel, pads counted
+        if not self.count_include_pad and any(self.pads):
+            ones = torch.ones((1, 1, *flat.shape[2:]), dtype=x.dtype, device=x.device)
+            y = y / fn(self._padded(ones), self.kernel, self.strides)  # fraction of real positions
+        return y.reshape(b, n, *y.shape[1:])
+
+    def __repr__(self) -> str:
+        return (f"AveragePool(kernel={self.kernel}, strides={self.strides}, pads={self.pads}, "
+                f"count_include_pad={self.count_include_pad})")
+
+
+class GlobalAveragePool(AffineOperator):
+    """ONNX ``GlobalAveragePool`` on ``[batch, N, C, *spatial]``: the mean over all spatial dims, kept
+    as size-1 dims. Monotone (IBP = forward of the bounds); exact generic backward."""
+
+    kind = "GlobalAveragePool"
+    monotone = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=tuple(range(3, x.dim())), keepdim=True)
+
+    def __repr__(self) -> str:
+        return "GlobalAveragePool()"
