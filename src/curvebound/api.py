@@ -58,8 +58,10 @@ def verify(
             graph = load_graph(path)
         except UnsupportedOperatorsError as exc:
             return Result("unknown", reason=str(exc))
-        if timeout is not None:  # loading and parsing count against the time limit
-            opts.timeout = max(0.0, timeout - (time.monotonic() - started))
+        if timeout is not None:  # loading and parsing count against the limit; keep a reserve for a
+            # branch-and-bound round in flight when the deadline passes (5%, at most 3 s, + 0.5 s)
+            reserve = min(3.0, 0.05 * timeout) + 0.5
+            opts.timeout = max(0.0, timeout - (time.monotonic() - started) - reserve)
         try:
             return Verifier(graph, prop, path, opts).run()
         except UnsupportedInput as exc:

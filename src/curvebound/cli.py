@@ -122,9 +122,8 @@ def verify(paths, networks, timeout, result_file, report_dir, device, dtype, thr
         if device == "cuda" and not torch.cuda.is_available():
             raise click.UsageError("--device cuda requested but no CUDA device is available")
         log.info("loading %s and %s", model, spec)
-        if timeout is not None:  # start-up counts against the limit; keep a reserve for a round in flight
-            reserve = min(3.0, 0.05 * timeout) + 0.5  # and for the interpreter's exit
-            timeout = max(0.0, timeout - (time.monotonic() - _START) - reserve)
+        if timeout is not None:  # start-up (imports) counts against the time limit too
+            timeout = max(0.0, timeout - (time.monotonic() - _START))
         result = run_verify(
             model, spec, timeout=timeout, device=device,
             dtype=torch.float64 if dtype == "float64" else torch.float32, alpha=not no_alpha, bab=not no_bab,
