@@ -23,10 +23,10 @@ from .crown import RelaxationParams, intermediate_bounds, spec_lower_bound
 
 @dataclass
 class AlphaOptions:
-    iterations: int = 50
+    iterations: int = 100
     lr: float = 0.1
     lr_decay: float = 0.98
-    patience: int = 20  # stop after this many iterations without a new best loss
+    patience: int = 40  # stop after this many iterations without a new best loss
 
 
 @dataclass
