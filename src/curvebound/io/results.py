@@ -50,16 +50,7 @@ def write_result(path: str | os.PathLike[str], verdict: str, x: np.ndarray | Non
         lines += [f"(Y_{j} {_format(v)})" for j, v in enumerate(ys)]
         lines.append(")")
     text = "\n".join(lines) + "\n"
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def _vector(values: dict[int, float], name: str, path: str | os.PathLike[str]) -> np.ndarray | None:
@@ -90,3 +81,17 @@ def read_result(path: str | os.PathLike[str]) -> tuple[str, np.ndarray | None, n
             raise ValueError(f"{path}: {kind}_{i} given twice")
         table[i] = float(value)
     return verdict, _vector(xs, "X", path), _vector(ys, "Y", path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (readers never see half a file)."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -26,11 +26,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from curvebound.io.results import write_text_atomic
 from curvebound.io.vnnlib2 import Variable
 
 __all__ = ["VERDICTS2", "write_result2", "read_result2", "flat_counterexample", "default_variables"]
@@ -71,16 +71,7 @@ def write_result2(path: str | os.PathLike[str], verdict: str, x: np.ndarray | No
             lines.append(f"{var.name} {var.element_type.lower()} [{','.join(str(d) for d in var.shape)}]")
             lines += [repr(float(v)) for v in values]
     text = "\n".join(lines) + "\n"
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def read_result2(path: str | os.PathLike[str]) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
