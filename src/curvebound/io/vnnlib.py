@@ -90,6 +90,12 @@ Where = tuple[int, int, int]
 
 def parse_vnnlib(path: str | os.PathLike) -> Property:
     """Read a ``.vnnlib`` (or ``.vnnlib.gz``) file into the normal form; raises SpecError on bad input."""
+    text, source = read_spec_text(path)
+    return parse_vnnlib_text(text, source=source)
+
+
+def read_spec_text(path: str | os.PathLike) -> tuple[str, str]:
+    """``(text, source)`` of a spec file (``.gz`` allowed); an unreadable file is a SpecError."""
     source = os.fspath(path)
     try:
         if source.endswith(".gz"):
@@ -100,7 +106,7 @@ def parse_vnnlib(path: str | os.PathLike) -> Property:
                 data = f.read()
     except OSError as e:
         raise SpecError(source, 1, 1, f"cannot read file: {e.strerror or e}") from e
-    return parse_vnnlib_text(data.decode("utf-8", errors="replace"), source=source)
+    return data.decode("utf-8", errors="replace"), source
 
 
 def parse_vnnlib_text(text: str, source: str = "<string>") -> Property:

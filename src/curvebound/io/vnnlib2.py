@@ -35,7 +35,6 @@ name the right line; name, index and declaration errors are reported here with l
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import re
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from curvebound.errors import SpecError
-from curvebound.io.vnnlib import parse_vnnlib_text
+from curvebound.io.vnnlib import parse_vnnlib_text, read_spec_text
 from curvebound.spec import Property
 
 __all__ = ["parse_query", "parse_query_text", "parse_vnnlib2", "parse_vnnlib2_text", "is_vnnlib2", "Variable"]
@@ -86,17 +85,7 @@ def is_vnnlib2(text: str) -> bool:
 
 
 def _read_text(path: str | os.PathLike) -> tuple[str, str]:
-    source = os.fspath(path)
-    try:
-        if source.endswith(".gz"):
-            with gzip.open(source, "rb") as f:
-                data = f.read()
-        else:
-            with open(source, "rb") as f:
-                data = f.read()
-    except OSError as e:
-        raise SpecError(source, 1, 1, f"cannot read file: {e.strerror or e}") from e
-    return data.decode("utf-8", errors="replace"), source
+    return read_spec_text(path)
 
 
 def parse_query(path: str | os.PathLike) -> Property:
