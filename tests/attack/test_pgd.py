@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
 
 from curvebound.attack.pgd import AttackResult, disjunct_margins, pgd_attack
-
-try:
-    from curvebound.spec import Disjunct, InputBox
-except ImportError:  # the VNN-LIB parser's normal form may not exist yet
-
-    @dataclass
-    class Disjunct:  # type: ignore[no-redef]
-        C: np.ndarray
-        rhs: np.ndarray
-
-    @dataclass
-    class InputBox:  # type: ignore[no-redef]
-        lower: np.ndarray
-        upper: np.ndarray
-        disjuncts: list = field(default_factory=list)
+from curvebound.spec import Disjunct, InputBox
 
 
 def _mlp(n_in: int, n_out: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.nn.Sequential:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +14,7 @@ from curvebound.attack.pgd import pgd_attack
 from curvebound.io import replay
 from curvebound.io.replay import replay_counterexample, run_onnx
 from curvebound.io.results import read_result, write_result
-
-try:
-    from curvebound.spec import Disjunct, InputBox
-except ImportError:  # the VNN-LIB parser's normal form may not exist yet
-
-    @dataclass
-    class Disjunct:  # type: ignore[no-redef]
-        C: np.ndarray
-        rhs: np.ndarray
-
-    @dataclass
-    class InputBox:  # type: ignore[no-redef]
-        lower: np.ndarray
-        upper: np.ndarray
-        disjuncts: list = field(default_factory=list)
-
+from curvebound.spec import Disjunct, InputBox
 
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(size=(8, 3)).astype(np.float32)
