@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from curvebound.bounds.alpha import optimize_spec_bound
-from curvebound.bounds.crown import backward_bound, intermediate_bounds, spec_lower_bound
+from curvebound.bounds.crown import max_with_gradient_to, backward_bound, intermediate_bounds, spec_lower_bound
 from curvebound.bounds.ibp import ibp
 from curvebound.graph.ir import Graph, Node
 from curvebound.ops.base import Interval
@@ -100,3 +100,13 @@ def test_alpha_crown_is_sound_and_never_looser_than_crown(seed):
     sampled_min = (y @ C[:, 0, :].T).min(0).values
     assert torch.all(result.lower >= crown - 1e-12)
     assert torch.all(result.lower[:, 0] <= sampled_min + 1e-9)
+
+
+def test_max_with_gradient_to_takes_the_max_and_sends_the_gradient_to_the_primary_bound():
+    primary = torch.tensor([-torch.inf, 1.0, 3.0], dtype=torch.float64, requires_grad=True)
+    other = torch.tensor([0.0, 2.0, 1.0], dtype=torch.float64, requires_grad=True)
+    value = max_with_gradient_to(primary, other)
+    assert value.tolist() == [0.0, 2.0, 3.0]  # no NaN where the primary bound is -inf
+    value.sum().backward()
+    assert primary.grad.tolist() == [0.0, 1.0, 1.0]  # where `other` wins, the primary still gets it
+    assert other.grad.tolist() == [1.0, 0.0, 0.0]  # only where the primary is not finite

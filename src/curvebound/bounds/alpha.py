@@ -96,7 +96,9 @@ def optimize_spec_bound(
         loss = -margins.clamp(max=0).sum()
         if not loss.requires_grad:
             break
-        if loss.item() < best_loss - 1e-9 * (1 + abs(best_loss)):
+        # (the first loss always counts: ``inf - 1e-9 * inf`` is NaN, which once made every run stop
+        # after exactly ``patience`` iterations)
+        if best_loss == torch.inf or loss.item() < best_loss - 1e-9 * (1 + abs(best_loss)):
             best_loss = loss.item()
             stale = 0
         else:

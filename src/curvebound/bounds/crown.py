@@ -52,6 +52,16 @@ class RelaxationParams:
         return value
 
 
+def max_with_gradient_to(primary: Tensor, other: Tensor) -> Tensor:
+    """``max(primary, other)`` in value, with the gradient of ``primary`` (straight-through).
+
+    Used where a CROWN bound is intersected with another bound (IBP, an earlier pass): alpha must
+    keep improving the CROWN bound even where the other one wins for now. Where ``primary`` is not
+    finite the plain max is returned (``-inf + inf`` would be NaN)."""
+    best = torch.maximum(primary, other)
+    return torch.where(torch.isfinite(primary), primary + (best - primary).detach(), best)
+
+
 def concretize(A: Tensor, box: Interval) -> Tensor:
     """``min_{x in box} A . x`` = ``A . mid - |A| . rad``; A ``[spec, batch, *in]`` -> ``[spec, batch]``."""
     spec, batch = A.shape[:2]
@@ -227,8 +237,8 @@ def intermediate_bounds(
                 upper = interval.upper.reshape(batch, -1).clone()
                 # straight-through: the value is the intersection, the gradient always reaches the
                 # CROWN bound (else alpha stops improving a neuron once IBP/reference wins there)
-                lower[:, rows] = lb + (torch.maximum(lower[:, rows], lb) - lb).detach()
-                upper[:, rows] = ub + (torch.minimum(upper[:, rows], ub) - ub).detach()
+                lower[:, rows] = max_with_gradient_to(lb, lower[:, rows])
+                upper[:, rows] = -max_with_gradient_to(-ub, -upper[:, rows])
                 interval = Interval(lower.reshape(interval.lower.shape), upper.reshape(interval.upper.shape))
         bounds[index] = interval
     return bounds
@@ -267,11 +277,16 @@ def spec_lower_bound(
     hook: BackwardHook | None = None,
 ) -> Tensor:
     """Lower bound of ``C y`` for ``C: [spec, batch, n_outputs]`` -> ``[spec, batch]``: the better of
-    CROWN (with the spec fused into the backward pass) and IBP (with C folded into the last affine ops)."""
+    CROWN (with the spec fused into the backward pass) and IBP (with C folded into the last affine ops);
+    gradients flow to the CROWN bound only."""
     spec, batch = C.shape[:2]
     ibp_lower = ibp_spec_lower_bound(graph, bounds, C)
     if method == "ibp":
         return ibp_lower
     A = C.reshape(spec, batch, *graph.output_shape)
     crown = backward_bound(graph, bounds, graph.output, A, params, hook)
-    return torch.maximum(crown, ibp_lower)
+    # straight-through: the value is the better of the two, the gradient always reaches CROWN. Where
+    # the IBP bound wins at the start (e.g. ACAS Xu prop_1, where it sits on the CROWN bounds of the
+    # last hidden layer), a plain max sends no gradient to the output's relaxation parameters and
+    # alpha-CROWN settles on a far looser optimum (-986 instead of -655 on ACAS 1_3 prop_1).
+    return max_with_gradient_to(crown, ibp_lower)
