@@ -36,6 +36,8 @@ from typing import Any
 
 import click
 
+from .method_flags import method_flags, method_options
+
 __all__ = ["bench_command", "Instance", "load_instances", "run_instance", "run_bench", "summarize",
            "summary_table", "is_contradiction", "COLUMNS", "VERDICTS"]
 
@@ -69,8 +71,9 @@ def is_contradiction(verdict: str, answer: str) -> bool:
     return (verdict == "sat" and answer.startswith("unsat")) or (verdict == "unsat" and answer == "sat")
 
 
-def load_instances(path: str | os.PathLike[str], limit: int | None = None) -> list[Instance]:
-    """The instances of a benchmark folder (or of an ``instances.csv``), with known answers attached."""
+def load_instances(path: str | os.PathLike[str], limit: int | None = None, sample: int | None = None) -> list[Instance]:
+    """The instances of a benchmark folder (or of an ``instances.csv``), with known answers attached;
+    the first ``limit`` of them, or ``sample`` of them spread evenly over the file."""
     path = Path(path)
     csv_path = path / "instances.csv" if path.is_dir() else path
     if not csv_path.is_file():
@@ -98,13 +101,17 @@ def load_instances(path: str | os.PathLike[str], limit: int | None = None) -> li
                 raise click.ClickException(f"{csv_path}:{n}: timeout {timeout!r} is not a number") from None
             instances.append(Instance(folder.resolve().name, folder, onnx, vnnlib, seconds,
                                       answers.get((onnx, vnnlib), "")))
+    if sample and len(instances) > sample:
+        step = len(instances) / sample
+        instances = [instances[int(i * step)] for i in range(sample)]
     return instances[:limit] if limit else instances
 
 
 # ------------------------------------------------------------------------------------------------
 # one instance in a killable child process
 # ------------------------------------------------------------------------------------------------
-def _child(onnx: str, vnnlib: str, timeout: float, threads: int, conn: Any) -> None:
+def _child(onnx: str, vnnlib: str, timeout: float, threads: int, conn: Any,
+           options: dict[str, Any] | None = None) -> None:
     """Child process body: verify, then send a payload dict (with the child's own peak RSS) back."""
     payload: dict[str, Any]
     try:
@@ -114,7 +121,7 @@ def _child(onnx: str, vnnlib: str, timeout: float, threads: int, conn: Any) -> N
         from curvebound.api import verify
         from curvebound.io.vnnlib2 import parse_query
 
-        result = verify(onnx, parse_query(vnnlib), timeout=timeout)
+        result = verify(onnx, parse_query(vnnlib), timeout=timeout, **(options or {}))
         payload = {"verdict": result.verdict, "margin": float(result.margin), "reason": result.reason,
                    "domains": int(getattr(result, "domains_explored", 0) or 0)}
     except Exception as exc:  # noqa: BLE001 - every failure becomes an 'error' row, never a crash of the run
@@ -148,15 +155,17 @@ def _context() -> Any:
         return _ctx
 
 
-def run_instance(onnx: str, vnnlib: str, timeout: float, slack: float = 15.0, threads: int = 1) -> dict[str, Any]:
+def run_instance(onnx: str, vnnlib: str, timeout: float, slack: float = 15.0, threads: int = 1,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Verify one instance in a child process; kill it ``slack`` seconds after ``timeout``.
+    ``options`` are keyword arguments of ``curvebound.verify`` (fields of ``pipeline.Options``).
 
     Returns ``verdict``, ``time`` (wall seconds seen by the parent, start-up included), ``margin``,
     ``domains`` (branch-and-bound domains explored, 0 when unknown), ``peak_mem_mb`` (the child's
     maximum resident set size, NaN when it was killed) and ``reason``."""
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(onnx, vnnlib, timeout, threads, sender), daemon=True)
+    proc = ctx.Process(target=_child, args=(onnx, vnnlib, timeout, threads, sender, options), daemon=True)
     start = time.monotonic()
     proc.start()
     sender.close()
@@ -182,8 +191,9 @@ def run_instance(onnx: str, vnnlib: str, timeout: float, slack: float = 15.0, th
     return payload
 
 
-def _ray_task(onnx: str, vnnlib: str, timeout: float, slack: float, threads: int) -> dict[str, Any]:
-    return run_instance(onnx, vnnlib, timeout, slack, threads)
+def _ray_task(onnx: str, vnnlib: str, timeout: float, slack: float, threads: int,
+              options: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_instance(onnx, vnnlib, timeout, slack, threads, options)
 
 
 def _import_ray() -> Any:
@@ -255,15 +265,17 @@ def summary_table(summary: dict[str, dict[str, float]], color: bool = False) -> 
 def run_bench(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str], timeout_cap: float | None = None,
               jobs: int = 1, ray_address: str | None = None, limit: int | None = None, slack: float = 15.0,
               threads: int | None = None, progress: bool = True,
-              on_contradiction: Callable[[str], None] | None = None) -> list[dict[str, str]]:
+              on_contradiction: Callable[[str], None] | None = None, sample: int | None = None,
+              options: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """Run every unfinished instance of the benchmarks at ``paths``; returns the rows of those benchmarks
-    (resumed and new). Rows are appended to ``out/results.csv`` as they finish."""
+    (resumed and new). Rows are appended to ``out/results.csv`` as they finish. ``options`` go to
+    ``curvebound.verify`` for every instance (e.g. ``{"bab": False}``)."""
     from tqdm import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_NAME
-    instances = [inst for p in paths for inst in load_instances(p, limit)]
+    instances = [inst for p in paths for inst in load_instances(p, limit, sample)]
     previous = _read_results(results_path)
     done = {(r["benchmark"], r["onnx"], r["vnnlib"]) for r in previous}
     todo = [inst for inst in instances if inst.key not in done]
@@ -321,7 +333,8 @@ def run_bench(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
                 started = True
             try:
                 task = ray.remote(num_cpus=1)(_ray_task)
-                pending = {task.remote(*paths_of(inst), timeout_of(inst), slack, threads): inst for inst in todo}
+                pending = {task.remote(*paths_of(inst), timeout_of(inst), slack, threads, options): inst
+                           for inst in todo}
                 while pending:
                     ready, _ = ray.wait(list(pending), num_returns=1)
                     for ref in ready:
@@ -332,7 +345,7 @@ def run_bench(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
                     ray.shutdown()
         else:
             with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(run_instance, *paths_of(inst), timeout_of(inst), slack, threads): inst
+                futures = {pool.submit(run_instance, *paths_of(inst), timeout_of(inst), slack, threads, options): inst
                            for inst in todo}
                 for future in cf.as_completed(futures):
                     inst = futures[future]
@@ -360,12 +373,18 @@ def run_bench(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
               help="Seconds past its timeout before a child is killed.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Torch threads per instance (default: cores / jobs).")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="N instances per benchmark, spread evenly over its instances.csv.")
+@method_flags
 def bench_command(paths: tuple[str, ...], timeout_cap: float | None, out: str, report_dir: str | None, jobs: int,
-                  ray_address: str | None, limit: int | None, slack: float, threads: int | None) -> None:
-    """Run every instance of the benchmark folders (or instances.csv files) PATH..."""
+                  ray_address: str | None, limit: int | None, slack: float, threads: int | None, sample: int | None,
+                  **flags: Any) -> None:
+    """Run every instance of the benchmark folders (or instances.csv files) PATH...
+
+    The method flags (--no-bab, --branching, ...) apply to every instance, for ablations."""
     start = time.monotonic()
     rows = run_bench(paths, out, timeout_cap=timeout_cap, jobs=jobs, ray_address=ray_address, limit=limit,
-                     slack=slack, threads=threads)
+                     slack=slack, threads=threads, sample=sample, options=method_options(**flags))
     summary = summarize(rows)
     Path(out, SUMMARY_NAME).write_text(summary_table(summary) + "\n")
     click.echo(summary_table(summary, color=True))

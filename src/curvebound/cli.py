@@ -14,6 +14,7 @@ import time
 import click
 
 from . import __version__
+from .method_flags import method_flags, method_options
 
 _START = time.monotonic()
 
@@ -81,19 +82,10 @@ def main() -> None:
               help="Precision of the bound computation.")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="CPU threads for torch (small networks run fastest on one).")
-@click.option("--no-alpha", is_flag=True, help="Skip alpha-CROWN (CROWN only).")
-@click.option("--no-bab", is_flag=True, help="Skip branch-and-bound (ablation).")
-@click.option("--input-split", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Branch on input dimensions instead of neurons (auto: when few input dims are perturbed).")
-@click.option("--branching", type=click.Choice(["bbps", "babsr"]), default="bbps", show_default=True,
-              help="Neuron-branching heuristic (ablation).")
-@click.option("--branch-points", type=click.Choice(["optimized", "midpoint"]), default="optimized",
-              show_default=True, help="Where non-ReLU neurons are split (ablation).")
-@click.option("--relu-only", is_flag=True, help="Branch only on ReLU-like neurons (ablation).")
+@method_flags
 @click.option("-v", "--verbose", count=True, help="More progress output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict (and warnings).")
-def verify(paths, networks, timeout, result_file, report_dir, device, dtype, threads, no_alpha, no_bab, input_split,
-           branching, branch_points, relu_only, verbose, quiet) -> None:
+def verify(paths, networks, timeout, result_file, report_dir, device, dtype, threads, verbose, quiet, **flags) -> None:
     """Verify a property: `verify MODEL.onnx SPEC.vnnlib` (VNN-LIB 1.0 or 2.0), or the VNN-LIB 2.0
     solver form `verify QUERY.vnnlib --network NAME=MODEL.onnx`."""
     _setup_logging(verbose, quiet)
@@ -126,8 +118,7 @@ def verify(paths, networks, timeout, result_file, report_dir, device, dtype, thr
             timeout = max(0.0, timeout - (time.monotonic() - _START))
         result = run_verify(
             model, spec, timeout=timeout, device=device,
-            dtype=torch.float64 if dtype == "float64" else torch.float32, alpha=not no_alpha, bab=not no_bab,
-            input_split=input_split, branching=branching, branch_points=branch_points, relu_only=relu_only,
+            dtype=torch.float64 if dtype == "float64" else torch.float32, **method_options(**flags),
         )
         click.echo(result.verdict)
         if result.reason:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from curvebound.bounds.alpha import optimize_spec_bound
-from curvebound.bounds.crown import max_with_gradient_to, backward_bound, intermediate_bounds, spec_lower_bound
+from curvebound.bounds.crown import backward_bound, intermediate_bounds, max_with_gradient_to, spec_lower_bound
 from curvebound.bounds.ibp import ibp
 from curvebound.graph.ir import Graph, Node
 from curvebound.ops.base import Interval

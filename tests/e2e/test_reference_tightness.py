@@ -2,7 +2,8 @@
 
 ACAS Xu prop_1 is the case where the IBP spec bound (C folded onto the last hidden layer's CROWN
 bounds) beats CROWN at the start; alpha-CROWN used to follow the IBP gradient there and stop at -986
-against the reference's -655."""
+against the reference's -655. prop_3 has four rows in one disjunct: pulling only the best row stalled
+at -0.29 against -0.175."""
 
 import json
 from pathlib import Path
@@ -28,7 +29,8 @@ def reference_alpha(bench: str, onnx: str, vnnlib: str) -> list[float]:
     raise LookupError((onnx, vnnlib))
 
 
-@pytest.mark.parametrize("onnx,vnnlib", [("onnx/ACASXU_run2a_1_3_batch_2000.onnx", "vnnlib/prop_1.vnnlib")])
+@pytest.mark.parametrize("onnx,vnnlib", [("onnx/ACASXU_run2a_1_3_batch_2000.onnx", "vnnlib/prop_1.vnnlib"),
+                                         ("onnx/ACASXU_run2a_1_3_batch_2000.onnx", "vnnlib/prop_3.vnnlib")])
 def test_alpha_crown_matches_the_reference_on_acasxu(onnx, vnnlib):
     folder = SHARED / "benchmarks" / "acasxu_control"
     graph = load_graph(folder / onnx)
@@ -42,6 +44,6 @@ def test_alpha_crown_matches_the_reference_on_acasxu(onnx, vnnlib):
         bounds = intermediate_bounds(graph, region)
         crown = spec_lower_bound(graph, bounds, C)
     result = optimize_spec_bound(graph, region, C, rhs, torch.zeros(len(rhs), dtype=torch.long), bounds, crown)
-    ours = (result.lower[:, 0] - rhs).tolist()
-    for mine, ref in zip(ours, reference_alpha("acasxu_control", onnx, vnnlib)):
-        assert mine >= ref - 0.01 * abs(ref), (ours, ref)
+    ours = max((result.lower[:, 0] - rhs).tolist())  # one disjunct: refuted when its best row is
+    ref = max(reference_alpha("acasxu_control", onnx, vnnlib))
+    assert ours >= ref - 0.01 * abs(ref), (ours, ref)
