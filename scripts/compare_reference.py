@@ -77,7 +77,8 @@ def reference_value(record: dict | None) -> float | str:
 
 
 def _alpha_options(patience: int | None) -> AlphaOptions:
-    options = AlphaOptions(iterations=100, lr=0.1)
+    # the reference optimizes without a right-hand side: no stop at refutation, for a fair comparison
+    options = AlphaOptions(iterations=100, lr=0.1, until_refuted=False)
     if patience is not None:
         options.patience = patience
     return options

@@ -96,7 +96,7 @@ def test_bench_pool_counts_the_contradiction_then_resumes(tmp_path, monkeypatch)
         writer.writerows(kept)
     calls = []
 
-    def fake(onnx, vnnlib, timeout, slack, threads):
+    def fake(onnx, vnnlib, timeout, slack, threads, options):
         calls.append(Path(vnnlib).name)
         return {"verdict": "sat", "time": 0.5, "margin": float("nan"), "domains": 0, "peak_mem_mb": 1.0}
 
@@ -105,6 +105,23 @@ def test_bench_pool_counts_the_contradiction_then_resumes(tmp_path, monkeypatch)
     assert calls == ["toy_attackable.vnnlib"]
     assert [r["vnnlib"] for r in final] == [i.vnnlib for i in load_instances(folder)]  # instance order
     assert len(read_rows(out / "results.csv")) == 3
+
+
+def test_bench_passes_method_flags_and_samples_evenly(tmp_path, monkeypatch):
+    folder = make_suite(tmp_path)
+    seen = []
+
+    def fake(onnx, vnnlib, timeout, slack, threads, options):
+        seen.append((Path(vnnlib).name, options))
+        return {"verdict": "unknown", "time": 0.1, "margin": float("nan"), "domains": 0, "peak_mem_mb": 1.0}
+
+    monkeypatch.setattr(bench, "run_instance", fake)
+    result = CliRunner().invoke(bench_command, [str(folder), "--out", str(tmp_path / "out"), "--sample", "2",
+                                                "--no-bab", "--branching", "babsr", "--branch-points", "midpoint"])
+    assert result.exit_code == 0, result.output
+    assert sorted(name for name, _ in seen) == ["toy_attackable.vnnlib", "toy_robust.vnnlib"]  # spread: 1st, 2nd of 3
+    assert all(opts["bab"] is False and opts["branching"] == "babsr" and opts["branch_points"] == "midpoint"
+               and opts["alpha"] is True for _, opts in seen)
 
 
 def test_overrunning_child_is_killed():

@@ -5,12 +5,21 @@ import pytest
 import torch
 
 from curvebound.bounds.alpha import optimize_spec_bound
-from curvebound.bounds.crown import backward_bound, intermediate_bounds, max_with_gradient_to, spec_lower_bound
+from curvebound.bounds.crown import (
+    backward_bound,
+    crown_node_bounds,
+    crown_targets,
+    intermediate_bounds,
+    max_with_gradient_to,
+    nodes_needing_bounds,
+    spec_lower_bound,
+)
 from curvebound.bounds.ibp import ibp
 from curvebound.graph.ir import Graph, Node
 from curvebound.ops.base import Interval
-from curvebound.ops.linear import Add2, MatMulConst
+from curvebound.ops.linear import Add2, MatMulConst, ScaleShift
 from curvebound.ops.relu import LeakyRelu, Relu
+from curvebound.ops.shape import Reshape
 
 
 def random_graph(seed: int, activations=(Relu, LeakyRelu), widths=(4, 8, 8, 3), residual=True) -> Graph:
@@ -110,3 +119,32 @@ def test_max_with_gradient_to_takes_the_max_and_sends_the_gradient_to_the_primar
     value.sum().backward()
     assert primary.grad.tolist() == [0.0, 1.0, 1.0]  # where `other` wins, the primary still gets it
     assert other.grad.tolist() == [1.0, 0.0, 0.0]  # only where the primary is not finite
+
+
+def test_bounds_behind_pointwise_chains_come_from_crown_at_the_chain_head():
+    """A 'lookup table' block (ml4acopf): ``relu(reshape(x W) + shift) . w``. CROWN runs at the
+    MatMul (4 rows), not at the 4x6 broadcast sum, and the bounds there equal direct CROWN ones."""
+    g = torch.Generator().manual_seed(3)
+
+    def weight(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    nodes = [Node(0, "x", None, (), (3,)),
+             Node(1, "h", MatMulConst(weight(3, 8), None, in_rank=1), (0,), (8,)),
+             Node(2, "r", Relu(), (1,), (8,)),
+             Node(3, "z", MatMulConst(weight(8, 4), None, in_rank=1), (2,), (4,)),
+             Node(4, "col", Reshape((4, 1)), (3,), (4, 1)),
+             Node(5, "grid", ScaleShift(None, torch.linspace(-2, 2, 6, dtype=torch.float64), 2), (4,), (4, 6)),
+             Node(6, "act", Relu(), (5,), (4, 6)),
+             Node(7, "y", MatMulConst(weight(6), None, in_rank=2), (6,), (4,))]
+    graph = Graph(nodes, 7)
+    targets = crown_targets(graph, nodes_needing_bounds(graph))
+    assert targets == {1: [[1]], 3: [[3, 4, 5]]}  # node 5 is served by CROWN at node 3
+    box = Interval(-torch.ones(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64))
+    bounds = intermediate_bounds(graph, box)
+    rows = torch.arange(24)
+    lb, ub = crown_node_bounds(graph, bounds, 5, rows)  # CROWN straight at the broadcast node
+    assert torch.allclose(bounds[5].lower.reshape(1, -1), torch.maximum(lb, ibp(graph, box)[5].lower.reshape(1, -1)))
+    assert torch.allclose(bounds[5].upper.reshape(1, -1), torch.minimum(ub, ibp(graph, box)[5].upper.reshape(1, -1)))
+    y = graph.forward(sample_box(graph, box))
+    assert torch.all(y >= bounds[7].lower - 1e-9) and torch.all(y <= bounds[7].upper + 1e-9)

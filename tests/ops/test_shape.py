@@ -43,6 +43,7 @@ def test_slice_matches_numpy_semantics_including_negative_steps():
         op = Slice.from_onnx((2, 7), starts, ends, axes, steps)
         ref = x[0].numpy()[ref_index]
         assert op.forward(x)[0].numpy().tolist() == ref.tolist(), (starts, ends, steps)
+        check_affine(op, [(2, 7)])  # the direct backward is the adjoint
     check_affine(Slice.from_onnx((3, 7), [6], [0], [1], [-2]), [(3, 7)])
 
 

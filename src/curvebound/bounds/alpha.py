@@ -28,6 +28,9 @@ class AlphaOptions:
     lr: float = 0.1
     lr_decay: float = 0.98
     patience: int = 40  # stop after this many iterations without a new best loss
+    # stop pulling a row (and stop altogether) once it is refuted; off only to measure tightness
+    # against other tools, whose optimization knows no right-hand side
+    until_refuted: bool = True
 
 
 @dataclass
@@ -92,14 +95,16 @@ def optimize_spec_bound(
                 best = torch.where(improved, lower.detach(), best)
                 best_bounds = [None if b is None else Interval(b.lower.detach(), b.upper.detach()) for b in bounds]
         margins = disjunct_margins(lower, rhs, groups, n_groups)
-        if bool((disjunct_margins(best, rhs, groups, n_groups) > 0).all()):
+        if options.until_refuted and bool((disjunct_margins(best, rhs, groups, n_groups) > 0).all()):
             break
         # every row of a disjunct still open pulls (its rows share the intermediate parameters; pulling
         # only the best row stalled ACAS 1_3 prop_3 at -0.29 against the reference's -0.175), and the
         # best row of each open disjunct pulls once more
-        open_rows = (disjunct_margins(best, rhs, groups, n_groups) <= 0)[groups]
-        row_loss = -((lower - rhs[:, None]).clamp(max=0) * open_rows).sum()
-        loss = row_loss - margins.clamp(max=0).sum()
+        if options.until_refuted:
+            open_rows = (disjunct_margins(best, rhs, groups, n_groups) <= 0)[groups]
+            loss = -((lower - rhs[:, None]).clamp(max=0) * open_rows).sum() - margins.clamp(max=0).sum()
+        else:
+            loss = -(lower - rhs[:, None]).sum() - margins.sum()
         if not loss.requires_grad:
             break
         # (the first loss always counts: ``inf - 1e-9 * inf`` is NaN, which once made every run stop

@@ -7,6 +7,8 @@ returns ``lb`` with ``A . v >= lb`` for every input in the box. Upper bounds of 
 Intermediate bounds are computed node by node in topological order for exactly the nodes whose
 bounds some operator's relaxation needs (``requires_input_bounds``), only at the elements where a
 tighter bound can change the relaxation (``refinement_mask``), and are always intersected with IBP.
+A needed node behind a chain of pointwise affine ops (reshape, slice, broadcast shift, ...) is
+bounded by CROWN at the head of the chain and by exact IBP along it (``crown_targets``).
 """
 
 from __future__ import annotations
@@ -148,8 +150,8 @@ def _exact_by_ibp(graph: Graph, index: int) -> bool:
     return isinstance(node.op, AffineOperator) and all(i == 0 for i in node.inputs)
 
 
-def _rows_to_refine(graph: Graph, index: int, interval: Interval) -> Tensor:
-    """Flat indices of the elements of node ``index`` worth a CROWN bound (union over the batch)."""
+def _consumer_mask(graph: Graph, index: int, interval: Interval) -> Tensor:
+    """Elements of node ``index`` where a tighter bound can change a consumer's relaxation."""
     mask = None
     for consumer in graph.consumers(index):
         op = graph.nodes[consumer].op
@@ -157,13 +159,60 @@ def _rows_to_refine(graph: Graph, index: int, interval: Interval) -> Tensor:
             continue
         m = op.refinement_mask(interval)
         if m is None:
-            mask = torch.ones_like(interval.lower, dtype=torch.bool)
-            break
+            return torch.ones_like(interval.lower, dtype=torch.bool)
         mask = m if mask is None else mask | m
-    if mask is None:
-        mask = torch.ones_like(interval.lower, dtype=torch.bool)
-    finite_gap = (interval.upper - interval.lower) > 0
-    mask = mask & finite_gap
+    return torch.ones_like(interval.lower, dtype=torch.bool) if mask is None else mask
+
+
+def _is_pointwise(graph: Graph, index: int) -> bool:
+    node = graph.nodes[index]
+    return index > 0 and len(node.inputs) == 1 and getattr(node.op, "pointwise", False)
+
+
+def _pointwise_chain(graph: Graph, index: int) -> list[int]:
+    """``[t, ..., index]``: the longest chain of pointwise affine nodes ending at ``index``, led by
+    the first node ``t`` that is not one (``t`` may be the input, node 0)."""
+    chain = [index]
+    while _is_pointwise(graph, chain[0]):
+        chain.insert(0, graph.nodes[chain[0]].inputs[0])
+    return chain
+
+
+def crown_targets(graph: Graph, needed: set[int]) -> dict[int, list[list[int]]]:
+    """Where CROWN runs for the nodes whose bounds relaxations need: a needed node reached from an
+    earlier node ``t`` through pointwise affine ops (reshapes, slices, broadcast shifts, ...) gets
+    its bounds by IBP from CROWN bounds at ``t``, which is exact and avoids CROWN over the (often
+    much larger) broadcast tensor. Returns ``t -> chains [t, ..., needed node]``; chains that
+    start at the input box are left out (IBP is exact there)."""
+    targets: dict[int, list[list[int]]] = {}
+    for index in sorted(needed):
+        chain = _pointwise_chain(graph, index)
+        if chain[0] != 0:
+            targets.setdefault(chain[0], []).append(chain)
+    return targets
+
+
+def _rows_to_refine(graph: Graph, chains: list[list[int]], interval: Interval,
+                    bounds: list[Interval | None], reference: list[Interval | None] | None) -> Tensor:
+    """Flat indices of the elements of the target node ``chains[k][0]`` worth a CROWN bound (union
+    over the batch): those feeding an element of some chain's end where a consumer's relaxation can
+    change, judged on the IBP image of ``interval`` along the chain."""
+    target = chains[0][0]
+    mask = torch.zeros_like(interval.lower, dtype=torch.bool)
+    for chain in chains:
+        local = list(bounds)
+        local[target] = interval
+        for index in chain[1:]:
+            local[index] = interval_step(graph, index, local)
+            if reference is not None and reference[index] is not None:
+                local[index] = local[index].intersect(reference[index])
+        wanted = _consumer_mask(graph, chain[-1], local[chain[-1]]).to(interval.lower.dtype).unsqueeze(0)
+        for index in reversed(chain[1:]):  # pull the mask back through each op's exact backward
+            node = graph.nodes[index]
+            (wanted,), _ = node.op.backward(wanted, [graph.nodes[node.inputs[0]].shape], [None], None)
+            wanted = (wanted != 0).to(interval.lower.dtype)
+        mask |= wanted[0] != 0
+    mask &= (interval.upper - interval.lower) > 0
     return mask.reshape(mask.shape[0], -1).any(0).nonzero().flatten()
 
 
@@ -213,7 +262,7 @@ def intermediate_bounds(
     branch-and-bound splits) are intersected in."""
     last = graph.output if upto is None else upto
     wanted = graph.ancestors(last)
-    needed = nodes_needing_bounds(graph) if method == "crown" else set()
+    targets = crown_targets(graph, nodes_needing_bounds(graph)) if method == "crown" else {}
     bounds: list[Interval | None] = [None] * len(graph.nodes)
     bounds[0] = box
     for node in graph.nodes[1:]:
@@ -223,11 +272,11 @@ def intermediate_bounds(
         interval = interval_step(graph, index, bounds)
         if reference is not None and reference[index] is not None:
             interval = interval.intersect(reference[index])
-        if index in needed and index != last and not _exact_by_ibp(graph, index):
+        if index in targets and index != last and not _exact_by_ibp(graph, index):
             if params is not None and index in params.rows:
                 rows = params.rows[index]
             else:
-                rows = _rows_to_refine(graph, index, interval)
+                rows = _rows_to_refine(graph, targets[index], interval, bounds, reference)
                 if params is not None:
                     params.rows[index] = rows
             if len(rows):

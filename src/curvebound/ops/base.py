@@ -132,6 +132,15 @@ def sum_node_dims(t: Tensor, leading: int = 2) -> Tensor:
     return t.reshape(*t.shape[:leading], -1).sum(-1)
 
 
+def contract_node_dims(A: Tensor, t: Tensor) -> Tensor:
+    """``sum_node_dims(A * t)`` for ``A: [spec, batch, *shape]`` and ``t`` broadcastable to it,
+    without the ``A * t`` temporary when ``t`` is ``[batch, *shape]`` (one batched mat-vec)."""
+    spec, batch = A.shape[:2]
+    if tuple(t.shape) == tuple(A.shape[1:]):
+        return torch.einsum("sbn,bn->sb", A.reshape(spec, batch, -1), t.reshape(batch, -1))
+    return sum_node_dims(A * t)
+
+
 def reduce_to_shape(t: Tensor, shape: Sequence[int], leading: int = 2) -> Tensor:
     """Sum ``t: [*lead, *full]`` over the dims numpy broadcasting added to ``shape`` ->
     ``[*lead, *shape]`` (the adjoint of broadcasting ``shape`` to ``full``)."""
@@ -160,6 +169,10 @@ class AffineOperator(Operator):
     """
 
     monotone: bool = False
+    #: every output element is an affine function of at most one input element (reshapes, slices,
+    #: gathers, broadcasts, elementwise scale/shift): IBP through the op is exact, so CROWN bounds
+    #: of its output follow from CROWN bounds of its input (``bounds.crown`` uses this)
+    pointwise: bool = False
 
     def abs_linear(self, *radii: Tensor) -> Tensor:
         """``sum_i |L_i| r_i`` for radii ``r_i >= 0``."""
@@ -215,12 +228,17 @@ class ElementwiseOperator(Operator):
         bounds = input_bounds[0]
         assert bounds is not None, f"{self.kind} needs its input bounds"
         r = self.relax(bounds.lower, bounds.upper, params)
-        pos, neg = A.clamp(min=0), A.clamp(max=0)
         finite = all(bool(torch.isfinite(t).all()) for t in (r.lower_slope, r.upper_slope, r.lower_intercept,
                                                                r.upper_intercept))
-        product = torch.mul if finite else safe_product  # 0 * inf only matters with infinite lines
-        coeff = product(pos, r.lower_slope) + product(neg, r.upper_slope)
-        bias = sum_node_dims(product(pos, r.lower_intercept) + product(neg, r.upper_intercept))
+        pos = A.clamp(min=0)
+        if finite:  # A u + A+ (l - u) for slopes and intercepts: fewer passes over the large A
+            coeff = torch.addcmul(A * r.upper_slope, pos, r.lower_slope - r.upper_slope)
+            bias = contract_node_dims(A, r.upper_intercept) + contract_node_dims(
+                pos, r.lower_intercept - r.upper_intercept)
+            return [coeff], bias
+        neg = A.clamp(max=0)  # 0 * inf = 0: a zero coefficient never picks up an infinite line
+        coeff = safe_product(pos, r.lower_slope) + safe_product(neg, r.upper_slope)
+        bias = sum_node_dims(safe_product(pos, r.lower_intercept) + safe_product(neg, r.upper_intercept))
         return [coeff], bias
 
 

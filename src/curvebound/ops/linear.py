@@ -63,8 +63,14 @@ class MatMulConst(AffineOperator):
         return self._product(r, self.weight.abs())
 
     def backward(self, A, input_shapes, input_bounds, params=None):
-        """Direct formula for a 2-D weight on the right, ``x @ W``: ``A_x = A W^T``,
-        bias ``A . bias``; other layouts use the generic exact autograd step."""
+        """Direct formulas for a weight on the right, ``x @ W``: 2-D ``A_x = A W^T``, 1-D (a dot
+        product over the last dim) ``A_x = A w``; bias ``A . bias``. Other layouts use the generic
+        exact autograd step."""
+        if self.side == "right" and self.weight.dim() == 1 and self.in_rank > 1:
+            coeff = A.unsqueeze(-1) * self.weight
+            bias = (torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device) if self.bias is None
+                    else sum_node_dims(A * self.bias))
+            return [coeff.reshape(*A.shape[:2], *input_shapes[0])], bias
         if self.side != "right" or self.weight.dim() != 2:
             return super().backward(A, input_shapes, input_bounds, params)
         n_out = self.weight.shape[1]
@@ -173,6 +179,7 @@ class ScaleShift(AffineOperator):
     ``out_rank`` is the ONNX rank of ``y``. Monotone when ``scale >= 0``."""
 
     kind = "ScaleShift"
+    pointwise = True
 
     def __init__(self, scale: Tensor | None = None, shift: Tensor | None = None, out_rank: int = 0):
         self.scale = scale

@@ -21,6 +21,7 @@ class Reshape(AffineOperator):
     """``y = x.reshape(batch, *shape)`` (also Flatten, Squeeze, Unsqueeze)."""
 
     kind = "Reshape"
+    pointwise = True
     monotone = True
 
     def __init__(self, shape: Sequence[int]):
@@ -40,6 +41,7 @@ class Transpose(AffineOperator):
     """``y = x.permute(0, *(p + 1 for p in perm))`` (ONNX ``perm`` on the ONNX dims)."""
 
     kind = "Transpose"
+    pointwise = True
     monotone = True
 
     def __init__(self, perm: Sequence[int]):
@@ -89,6 +91,7 @@ class Slice(AffineOperator):
     ``step > 0``: the dim is reversed first when ``flip`` (negative ONNX steps)."""
 
     kind = "Slice"
+    pointwise = True
     monotone = True
 
     def __init__(self, slices: Sequence[tuple[int, int, int, bool]]):
@@ -100,6 +103,16 @@ class Slice(AffineOperator):
             x = x.flip(flips)
         index = (slice(None),) + tuple(slice(a, b, c) for a, b, c, _ in self.slices)
         return x[index]
+
+    def backward(self, A, input_shapes, input_bounds, params=None):
+        """The adjoint: ``A`` scattered into zeros of the input shape (then un-flipped); no bias."""
+        spec, batch = A.shape[:2]
+        coeff = torch.zeros(spec, batch, *input_shapes[0], dtype=A.dtype, device=A.device)
+        coeff[(slice(None), slice(None)) + tuple(slice(a, b, c) for a, b, c, _ in self.slices)] = A
+        flips = [d + 2 for d, s in enumerate(self.slices) if s[3]]
+        if flips:
+            coeff = coeff.flip(flips)
+        return [coeff], torch.zeros(spec, batch, dtype=A.dtype, device=A.device)
 
     @staticmethod
     def from_onnx(shape: Sequence[int], starts: Sequence[int], ends: Sequence[int],
@@ -132,6 +145,7 @@ class Gather(AffineOperator):
     ``y.shape = x.shape[:axis] + indices.shape + x.shape[axis+1:]``."""
 
     kind = "Gather"
+    pointwise = True
     monotone = True
 
     def __init__(self, axis: int, indices: Tensor):
@@ -152,6 +166,7 @@ class Pad(AffineOperator):
     negative values crop), filled with ``value``."""
 
     kind = "Pad"
+    pointwise = True
     monotone = True
 
     def __init__(self, pads: Sequence[int], value: float = 0.0):
@@ -173,6 +188,7 @@ class Expand(AffineOperator):
     """Broadcast to the ONNX shape ``shape`` (numpy rules; ONNX ``Expand``)."""
 
     kind = "Expand"
+    pointwise = True
     monotone = True
 
     def __init__(self, shape: Sequence[int]):
@@ -191,6 +207,7 @@ class Upsample(AffineOperator):
     repeated ``scale`` times along its dim."""
 
     kind = "Upsample"
+    pointwise = True
     monotone = True
 
     def __init__(self, scales: Sequence[int]):
