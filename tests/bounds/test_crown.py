@@ -4,7 +4,7 @@ never loses to CROWN."""
 import pytest
 import torch
 
-from curvebound.bounds.alpha import optimize_spec_bound
+from curvebound.bounds.alpha import AlphaOptions, intermediate_param_elements, optimize_spec_bound
 from curvebound.bounds.crown import (
     backward_bound,
     crown_node_bounds,
@@ -148,3 +148,20 @@ def test_bounds_behind_pointwise_chains_come_from_crown_at_the_chain_head():
     assert torch.allclose(bounds[5].upper.reshape(1, -1), torch.minimum(ub, ibp(graph, box)[5].upper.reshape(1, -1)))
     y = graph.forward(sample_box(graph, box))
     assert torch.all(y >= bounds[7].lower - 1e-9) and torch.all(y <= bounds[7].upper + 1e-9)
+
+
+def test_alpha_crown_with_frozen_intermediate_bounds_optimizes_only_the_output():
+    graph = random_graph(21, widths=(4, 16, 16, 2), residual=False)
+    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
+    C = torch.tensor([[1.0, -1.0]], dtype=torch.float64)[:, None, :]
+    bounds = intermediate_bounds(graph, box)
+    crown = spec_lower_bound(graph, bounds, C)
+    options = AlphaOptions(max_intermediate_params=0)
+    assert intermediate_param_elements(graph, bounds) > 0
+    result = optimize_spec_bound(graph, box, C, torch.full((1,), 1e9, dtype=torch.float64), torch.tensor([0]),
+                                 bounds, crown, options)
+    assert {start for _, start in result.params.values} == {graph.output}
+    y = graph.forward(sample_box(graph, box))
+    assert torch.all(result.lower >= crown - 1e-12)
+    assert result.lower[0, 0] > crown[0, 0]  # the output's slopes alone still tighten the bound
+    assert result.lower[0, 0] <= (y @ C[0, 0]).min() + 1e-9

@@ -18,8 +18,16 @@ from torch import Tensor
 
 from ..errors import TimeLimitReached
 from ..graph.ir import Graph
-from ..ops.base import Interval
-from .crown import RelaxationParams, intermediate_bounds, spec_lower_bound
+from ..ops.base import AffineOperator, Interval
+from .crown import (
+    RelaxationParams,
+    crown_targets,
+    exact_by_ibp,
+    intermediate_bounds,
+    nodes_needing_bounds,
+    rows_to_refine,
+    spec_lower_bound,
+)
 
 
 @dataclass
@@ -31,6 +39,10 @@ class AlphaOptions:
     # stop pulling a row (and stop altogether) once it is refuted; off only to measure tightness
     # against other tools, whose optimization knows no right-hand side
     until_refuted: bool = True
+    # above this many intermediate parameters (elements; they scale with rows x layer size per start
+    # node, ~1e8 on the 118-bus ml4acopf models), intermediate bounds stay frozen at CROWN's and
+    # only the output's relaxations are optimized (one backward pass per iteration)
+    max_intermediate_params: int = 10_000_000
 
 
 @dataclass
@@ -46,6 +58,22 @@ def disjunct_margins(lower: Tensor, rhs: Tensor, groups: Tensor, n_groups: int) 
     margins = lower - rhs[:, None]
     out = torch.full((n_groups, lower.shape[1]), -torch.inf, dtype=lower.dtype, device=lower.device)
     return out.scatter_reduce(0, groups[:, None].expand_as(margins), margins, "amax", include_self=True)
+
+
+def intermediate_param_elements(graph: Graph, reference: list[Interval | None]) -> int:
+    """About how many relaxation parameters joint optimization of the intermediate bounds needs:
+    per CROWN target ``t`` with ``r`` refined rows, ``2 r`` times the size of every nonlinear node
+    before it (judged on the ``reference`` bounds)."""
+    targets = crown_targets(graph, nodes_needing_bounds(graph))
+    total = 0
+    for t, chains in targets.items():
+        if t == graph.output or exact_by_ibp(graph, t) or reference[t] is None:
+            continue
+        rows = len(rows_to_refine(graph, chains, reference[t], reference, reference))
+        nonlinear = sum(graph.nodes[k].size for k in graph.ancestors(t)
+                        if k > 0 and not isinstance(graph.nodes[k].op, AffineOperator))
+        total += 2 * rows * nonlinear
+    return total
 
 
 def optimize_spec_bound(
@@ -64,6 +92,7 @@ def optimize_spec_bound(
     (kept as a floor); ``initial_lower`` CROWN's spec bound (kept as a floor too)."""
     options = options or AlphaOptions()
     n_groups = int(groups.max()) + 1 if len(groups) else 0
+    frozen = intermediate_param_elements(graph, reference) > options.max_intermediate_params
     params = RelaxationParams(create=True)
     best = initial_lower.detach().clone()
     best_bounds = reference
@@ -77,7 +106,8 @@ def optimize_spec_bound(
         if deadline is not None and time.monotonic() > deadline:
             break
         try:
-            bounds = intermediate_bounds(graph, box, params=params, reference=reference, deadline=deadline)
+            bounds = reference if frozen else intermediate_bounds(
+                graph, box, params=params, reference=reference, deadline=deadline)
         except TimeLimitReached:
             break  # keep the best bound found so far
         lower = spec_lower_bound(graph, bounds, C, params)

@@ -144,7 +144,7 @@ def nodes_needing_bounds(graph: Graph) -> set[int]:
     return needed
 
 
-def _exact_by_ibp(graph: Graph, index: int) -> bool:
+def exact_by_ibp(graph: Graph, index: int) -> bool:
     """IBP (centre/radius form) is exact for one affine op applied to the input box."""
     node = graph.nodes[index]
     return isinstance(node.op, AffineOperator) and all(i == 0 for i in node.inputs)
@@ -192,7 +192,7 @@ def crown_targets(graph: Graph, needed: set[int]) -> dict[int, list[list[int]]]:
     return targets
 
 
-def _rows_to_refine(graph: Graph, chains: list[list[int]], interval: Interval,
+def rows_to_refine(graph: Graph, chains: list[list[int]], interval: Interval,
                     bounds: list[Interval | None], reference: list[Interval | None] | None) -> Tensor:
     """Flat indices of the elements of the target node ``chains[k][0]`` worth a CROWN bound (union
     over the batch): those feeding an element of some chain's end where a consumer's relaxation can
@@ -272,11 +272,11 @@ def intermediate_bounds(
         interval = interval_step(graph, index, bounds)
         if reference is not None and reference[index] is not None:
             interval = interval.intersect(reference[index])
-        if index in targets and index != last and not _exact_by_ibp(graph, index):
+        if index in targets and index != last and not exact_by_ibp(graph, index):
             if params is not None and index in params.rows:
                 rows = params.rows[index]
             else:
-                rows = _rows_to_refine(graph, targets[index], interval, bounds, reference)
+                rows = rows_to_refine(graph, targets[index], interval, bounds, reference)
                 if params is not None:
                     params.rows[index] = rows
             if len(rows):
