@@ -266,16 +266,17 @@ def run_bench(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
               jobs: int = 1, ray_address: str | None = None, limit: int | None = None, slack: float = 15.0,
               threads: int | None = None, progress: bool = True,
               on_contradiction: Callable[[str], None] | None = None, sample: int | None = None,
-              options: dict[str, Any] | None = None) -> list[dict[str, str]]:
+              options: dict[str, Any] | None = None,
+              keep: Callable[[Instance], bool] | None = None) -> list[dict[str, str]]:
     """Run every unfinished instance of the benchmarks at ``paths``; returns the rows of those benchmarks
     (resumed and new). Rows are appended to ``out/results.csv`` as they finish. ``options`` go to
-    ``curvebound.verify`` for every instance (e.g. ``{"bab": False}``)."""
+    ``curvebound.verify`` for every instance (e.g. ``{"bab": False}``); ``keep`` selects instances."""
     from tqdm import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_NAME
-    instances = [inst for p in paths for inst in load_instances(p, limit, sample)]
+    instances = [inst for p in paths for inst in load_instances(p, limit, sample) if keep is None or keep(inst)]
     previous = _read_results(results_path)
     done = {(r["benchmark"], r["onnx"], r["vnnlib"]) for r in previous}
     todo = [inst for inst in instances if inst.key not in done]
