@@ -10,8 +10,11 @@ import torch
 
 from curvebound.bab.activation_split import GenBabOptions, activation_bab
 from curvebound.bounds.crown import intermediate_bounds, spec_lower_bound
+from curvebound.ops.convex import Exp, Softplus, Square
+from curvebound.ops.gelu import Elu, Gelu, Silu
+from curvebound.ops.periodic import Cos, Sin
 from curvebound.ops.relu import Relu
-from curvebound.ops.s_shaped import Sigmoid, Tanh
+from curvebound.ops.s_shaped import Atan, Sigmoid, Tanh
 
 from .nets import mlp, product_net, sample, unit_box
 
@@ -105,3 +108,24 @@ def test_beta_hook_ignores_indices_of_other_nodes():
     out, bias = beta_hook(history, beta)(3, A)
     assert out[0, 0, 10] == -1.0 and out.abs().sum() == 2.0  # one entry per spec row, at index 10
     assert torch.allclose(bias, torch.full((2, 1), 0.5))
+
+
+GENERAL = [Sin, Cos, Gelu, Silu, Softplus, Exp, Atan, Elu, Square]
+
+
+@pytest.mark.parametrize("act", GENERAL, ids=[a.__name__ for a in GENERAL])
+def test_bab_on_every_nonlinearity_is_sound(act):
+    """Just above the sampled minimum the property is violated: BaB must never call it verified.
+    Well below it, BaB may verify, and then no sample violates it."""
+    graph = mlp(7, act, widths=(3, 6, 6, 1), scale=1.5)
+    box, bounds, _crown, low, _ = _instance(graph, 0.0)
+    y = graph.forward(sample(box, seed=2))[:, 0]
+    span = float(y.max() - low)
+    for rhs in (low + 1e-3 * span, low - 0.05 * span):
+        out = activation_bab(graph, box, ONE_ROW, torch.tensor([rhs], dtype=torch.float64), GROUP,
+                             root_bounds=bounds, deadline=time.monotonic() + 2, options=GenBabOptions(batch=8))
+        assert out.status in ("verified", "timeout", "unknown")
+        if out.status == "verified":
+            assert float(y.min()) > rhs, (act.__name__, rhs, float(y.min()))
+        if rhs > low:
+            assert out.status != "verified", act.__name__

@@ -41,9 +41,9 @@ def _model(nodes, input_shape, inits=(), opset: int = 13, out_shape=None) -> onn
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def _check(model: onnx.ModelProto, n_points: int = 3, low: float = -1.0, high: float = 1.0):
+def _check(model: onnx.ModelProto, n_points: int = 3, low: float = -1.0, high: float = 1.0, **import_options):
     """Forward of the imported graph equals onnxruntime's at random points (rtol 1e-5)."""
-    graph = graph_from_onnx(model, "test.onnx")
+    graph = graph_from_onnx(model, "test.onnx", **import_options)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed_shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
     for _ in range(n_points):
@@ -256,6 +256,25 @@ def test_softmax_decomposition():
     assert "PairwiseDifference" in [n.op.kind for n in g.nodes[1:]]
     _check(_model([_node("Softmax", ["x"], axis=1)], (2, 3, 2), opset=11))  # flattened semantics
     _check(_model([_node("Softmax", ["x"])], (1, 10), opset=8))
+
+
+def test_softmax_exp_sum_form_matches_onnxruntime_and_bounds_contain_samples():
+    from curvebound.bounds.crown import intermediate_bounds
+    from curvebound.ops.base import Interval
+
+    g = _check(_model([_node("Softmax", ["x"], axis=1)], (2, 4, 3)), softmax="exp_sum")
+    assert [n.op.kind for n in g.nodes[1:]] == ["Exp", "ReduceSum", "Reciprocal", "Mul"]
+    _check(_model([_node("Softmax", ["x"], axis=1)], (2, 3, 2), opset=11), softmax="exp_sum")
+    _check(_model([_node("Softmax", ["x"])], (1, 10), opset=8), softmax="exp_sum")
+    centre = torch.from_numpy(RNG.uniform(-1, 1, size=(1, 2, 4, 3)))
+    box = Interval(centre - 0.3, centre + 0.3)
+    for form in ("pairwise", "exp_sum"):
+        graph = graph_from_onnx(_model([_node("Softmax", ["x"], axis=1)], (2, 4, 3)), "t.onnx", softmax=form)
+        out = intermediate_bounds(graph, box)[graph.output]
+        y = graph.forward(box.lower + torch.rand(2000, 2, 4, 3, dtype=torch.float64) * 0.6)
+        assert torch.all(y >= out.lower - 1e-9) and torch.all(y <= out.upper + 1e-9), form
+    with pytest.raises(ValueError, match="softmax form"):
+        graph_from_onnx(_model([_node("Softmax", ["x"])], (1, 10)), "t.onnx", softmax="nope")
 
 
 def test_layer_normalization_decomposition():

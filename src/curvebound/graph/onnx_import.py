@@ -59,9 +59,15 @@ class _Unsupported(Exception):
     """Raised by a converter for an operand combination or attribute it cannot handle."""
 
 
-def load_graph(path: str | Path) -> Graph:
+#: how ONNX ``Softmax`` is imported: "pairwise" ``1 / sum_j exp(x_j - x_i)`` (default: exact
+#: form, Reciprocal input >= 1, no Mul of two perturbed tensors) or "exp_sum" ``exp(x_i) * 1 / sum_j
+#: exp(x_j)`` (the textbook decomposition; kept to measure the two against each other)
+SOFTMAX_FORMS = ("pairwise", "exp_sum")
+
+
+def load_graph(path: str | Path, softmax: str = "pairwise") -> Graph:
     """Read an ``.onnx`` file and convert it to the IR (``ModelError`` on any problem)."""
-    return graph_from_onnx(load_onnx(path), str(path))
+    return graph_from_onnx(load_onnx(path), str(path), softmax=softmax)
 
 
 def _is_perturbed(v: Value) -> bool:
@@ -123,6 +129,7 @@ class _Builder:
         self.nodes: list[Node] = [Node(0, input_name, None, (), input_shape, "")]
         self.probes: list[Tensor] = [torch.rand((1, *input_shape), generator=gen, dtype=torch.float64) + 0.5]
         self.node: _NodeInfo | None = None
+        self.softmax = "pairwise"  # the Softmax import form (SOFTMAX_FORMS)
 
     def shape(self, index: int) -> tuple[int, ...]:
         return self.nodes[index].shape
@@ -749,7 +756,8 @@ def _clip(b: _Builder, n: _NodeInfo) -> list[Value]:
 
 @converter("Softmax")
 def _softmax(b: _Builder, n: _NodeInfo) -> list[Value]:
-    """``softmax_i = 1 / sum_j exp(x_j - x_i)``: PairwiseDifference, Exp, ReduceSum, Reciprocal."""
+    """``softmax_i = 1 / sum_j exp(x_j - x_i)``: PairwiseDifference, Exp, ReduceSum, Reciprocal; or,
+    with ``softmax="exp_sum"``, ``exp(x_i) * 1 / sum_j exp(x_j)``: Exp, ReduceSum, Reciprocal, Mul2."""
     x = n.inputs[0]
     shape = b.shape(x)
     rank = len(shape)
@@ -759,10 +767,16 @@ def _softmax(b: _Builder, n: _NodeInfo) -> list[Value]:
         original = shape
         x = b.reshape(x, (math.prod(shape[:axis]), math.prod(shape[axis:])), "/flat")
         axis, rank = 1, 2
+    if b.softmax == "exp_sum":  # same layout as x: no move of the axis
+        e = b.add(_nonlinear("convex", "Exp"), [x], "/exp")
+        s = b.add(ReduceSum([axis], keepdims=True), [e], "/sum")
+        r = b.add(_nonlinear("convex", "Reciprocal"), [s], "/reciprocal")
+        y = b.add(_nonlinear("bilinear", "Mul2"), [e, r], "" if original is None else "/product")
+        return [y] if original is None else [b.reshape(y, original, "")]
+    last = original is None and axis == rank - 1
     d = b.add(PairwiseDifference(axis), [x], "/pairwise")
     e = b.add(_nonlinear("convex", "Exp"), [d], "/exp")
     s = b.add(ReduceSum([rank], keepdims=False), [e], "/sum")
-    last = original is None and axis == rank - 1
     y = b.add(_nonlinear("convex", "Reciprocal"), [s], "" if last else "/reciprocal")
     if axis != rank - 1:
         perm = [p if p < axis else (rank - 1 if p == axis else p - 1) for p in range(rank)]
@@ -1241,8 +1255,10 @@ def _fold(proto: onnx.NodeProto, inputs: list[Value | None], opsets: dict[str, i
     return [np.asarray(v) for v in evaluator.run(None, feeds)]
 
 
-def graph_from_onnx(model: onnx.ModelProto, source: str) -> Graph:
-    """Convert a loaded ONNX model to the IR (see the module docstring)."""
+def graph_from_onnx(model: onnx.ModelProto, source: str, softmax: str = "pairwise") -> Graph:
+    """Convert a loaded ONNX model to the IR (see the module docstring); ``softmax``: SOFTMAX_FORMS."""
+    if softmax not in SOFTMAX_FORMS:
+        raise ValueError(f"softmax form {softmax!r}: use one of {SOFTMAX_FORMS}")
     g = model.graph
     opsets = {o.domain or "": o.version for o in model.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx", 13))
@@ -1255,6 +1271,7 @@ def graph_from_onnx(model: onnx.ModelProto, source: str) -> Graph:
         raise ModelError(f"{source}: expected exactly one graph output, found {len(g.output)}")
     inp = real_inputs[0]
     builder = _Builder(inp.name, _static_shape(inp))
+    builder.softmax = softmax
     values[inp.name] = 0
     unsupported: list[tuple[str, str]] = []
 
