@@ -67,6 +67,11 @@ class BoxReport:
     # what branch-and-bound needs to go on from here (not part of the report)
     region: Interval | None = field(default=None, repr=False)
     bounds: list[Interval | None] | None = field(default=None, repr=False)
+    # alpha-CROWN's output relaxation parameters (node -> [k, rows, 1, *shape]) for the rows of
+    # ``alpha_disjuncts`` (row r belongs to ``alpha_disjuncts[alpha_groups[r]]``): BaB's warm start
+    alpha_params: dict[int, Tensor] | None = field(default=None, repr=False)
+    alpha_disjuncts: list[int] = field(default_factory=list, repr=False)
+    alpha_groups: Tensor | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -247,6 +252,9 @@ class Verifier:
             report.margins["alpha-crown"] = all_margins.tolist()
             report.refuted = (all_margins > 0).tolist()
             report.bounds = result.bounds
+            report.alpha_params = {node: value.detach() for (node, start), value in result.params.values.items()
+                                   if start == self.graph.output}
+            report.alpha_disjuncts, report.alpha_groups = open_, groups2
             log.info(
                 "box %d: alpha-CROWN (%d iterations) refutes %d of %d disjuncts",
                 index, result.iterations, sum(report.refuted), n,
@@ -340,8 +348,13 @@ class Verifier:
                          opts.branch_points, len(open_))
                 bab_options = GenBabOptions(branching=opts.branching, branch_points=opts.branch_points,
                                             relu_only=opts.relu_only)
+                root_alpha = None
+                if report.alpha_params and report.alpha_groups is not None:
+                    positions = torch.cat([torch.nonzero(report.alpha_groups == report.alpha_disjuncts.index(d))
+                                           .flatten() for d in open_])
+                    root_alpha = {node: value[:, positions] for node, value in report.alpha_params.items()}
                 outcome = activation_bab(self.graph, report.region, C, rhs, groups, root_bounds=report.bounds,
-                                         deadline=clock.deadline, options=bab_options)
+                                         deadline=clock.deadline, options=bab_options, root_alpha=root_alpha)
         except UnsupportedInput as exc:
             report.note = f"branch-and-bound: cannot bound soundly: {exc}"
             result.reason = report.note

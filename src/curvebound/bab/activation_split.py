@@ -9,7 +9,8 @@ keeps those not refuted. Stops with "verified" when no domain is left, "timeout"
 Bounding a batch (intermediate bounds frozen, design a.4/f.3): every node keeps its root interval
 except the split nodes, which get the domain's own intervals; then ``iterations`` steps of Adam
 maximize ``sum_d min(max_{r in d} (lb_r - rhs_r), 0)`` over the relaxation parameters alpha (fresh
-per round, initialised from the default relaxations on the domain's intervals) and the beta
+per round, initialised from the root's alpha-CROWN parameters projected onto the domain's intervals,
+else from the default relaxations) and the beta
 multipliers (inherited from the parent, new constraints start at 0, clamped to ``>= 0`` after each
 step). Every iterate is a sound bound, so the best per spec row is kept; a child starts from its
 parent's bound (a child is a subset of its parent).
@@ -70,7 +71,7 @@ class _Bounder:
 
     def __init__(self, graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: Tensor,
                  root_bounds: list[Interval | None], splits: list[SplitNode], options: GenBabOptions,
-                 deadline: float | None):
+                 deadline: float | None, root_alpha: dict[int, Tensor] | None = None):
         self.graph, self.C, self.rhs, self.groups = graph, C, rhs, groups
         self.n_groups = int(groups.max()) + 1 if len(groups) else 0
         self.root = list(root_bounds)
@@ -80,6 +81,18 @@ class _Bounder:
         self.options = options
         self.deadline = deadline
         self.consumers = {c for s in splits for c, _ in s.consumers}
+        self.root_alpha = root_alpha or {}
+
+    def warm_params(self, bounds: list[Interval | None], n: int) -> RelaxationParams:
+        """Relaxation parameters for ``n`` domains: the root's optimized output parameters (alpha-CROWN's),
+        projected onto each domain's intervals; parameters of other nodes start from the defaults."""
+        params = RelaxationParams(create=True)
+        for node, value in self.root_alpha.items():
+            op = self.graph.nodes[node].op
+            warm = value.expand(value.shape[0], value.shape[1], n, *value.shape[3:])
+            warm = op.project_params(warm.clone(), [bounds[i] for i in self.graph.nodes[node].inputs])
+            params.values[(node, self.graph.output)] = warm.detach().requires_grad_(True)
+        return params
 
     def bounds_for(self, domains: DomainBatch) -> list[Interval | None]:
         """Root bounds expanded to the batch with each domain's split-node intervals substituted."""
@@ -135,7 +148,7 @@ class _Bounder:
             bounds = [None if b is None else Interval(torch.where(_rows(empty, b.lower), b.upper, b.lower), b.upper)
                       for b in bounds]  # keep the tensors well-formed; those domains are marked refuted below
         C = self.C[:, None, :].expand(-1, n, -1)
-        params = RelaxationParams(create=True)
+        params = self.warm_params(bounds, n)
         beta = domains.beta.permute(1, 0, 2).contiguous().clone()  # [spec, n, H]
         has_beta = beta.shape[2] > 0
         beta.requires_grad_(has_beta)
@@ -214,16 +227,18 @@ def _children(parents: DomainBatch, decision: Decision, splits: list[SplitNode])
 @torch.no_grad()
 def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: Tensor, *,
                    root_bounds: list[Interval | None], deadline: float | None,
-                   options: GenBabOptions | None = None) -> BabOutcome:
+                   options: GenBabOptions | None = None, root_alpha: dict[int, Tensor] | None = None) -> BabOutcome:
     """Prove ``C y > rhs`` for some row of every disjunct (``groups[r]``) on all of ``box``
-    (``[1, *input_shape]``), or report why not. ``root_bounds``: the root intermediate bounds (frozen)."""
+    (``[1, *input_shape]``), or report why not. ``root_bounds``: the root intermediate bounds (frozen);
+    ``root_alpha``: optimized output relaxation parameters per node (``[k, spec, 1, *shape]``, e.g.
+    alpha-CROWN's), the warm start of every domain's alpha."""
     options = options or GenBabOptions()
     start = time.monotonic()
     outcome = BabOutcome("unknown")
     splits = find_split_nodes(graph)
     spec = len(rhs)
     dtype, device = box.lower.dtype, box.lower.device
-    bounder = _Bounder(graph, box, C, rhs, groups, root_bounds, splits, options, deadline)
+    bounder = _Bounder(graph, box, C, rhs, groups, root_bounds, splits, options, deadline, root_alpha)
     store = DomainStore(rhs, groups)
     root = DomainBatch(
         {s.index: bounder.root[s.index].lower.reshape(1, -1).clone() for s in splits},
