@@ -46,6 +46,7 @@ class Options:
     branching: str = "bbps"  # activation BaB heuristic: "bbps" | "babsr"
     branch_points: str = "optimized"  # "optimized" (lookup table) | "midpoint"
     relu_only: bool = False
+    filter_top_k: int = 0  # > 1: pick each split among the k best candidates by bounding their children
     seed: int = 0
 
 
@@ -347,7 +348,7 @@ class Verifier:
                 log.info("box %d: GenBaB (%s, %s points) on %d open disjuncts", index, opts.branching,
                          opts.branch_points, len(open_))
                 bab_options = GenBabOptions(branching=opts.branching, branch_points=opts.branch_points,
-                                            relu_only=opts.relu_only)
+                                            relu_only=opts.relu_only, filter_top_k=opts.filter_top_k)
                 root_alpha = None
                 if report.alpha_params and report.alpha_groups is not None:
                     positions = torch.cat([torch.nonzero(report.alpha_groups == report.alpha_disjuncts.index(d))

@@ -151,3 +151,42 @@ def test_domains_start_from_the_root_alpha_crown_parameters():
     # the warm root starts where alpha-CROWN ended (its last iterate, up to rounding of the best row)
     assert root_margin["warm"] > root_margin["cold"] + 1e-3  # measured: -0.125 against -0.163
     assert root_margin["warm"] >= float(alpha.lower[0, 0] - rhs[0]) - 0.05 * abs(float(alpha.lower[0, 0] - rhs[0]))
+
+
+@pytest.mark.parametrize("name,build,margin,branching", [CASES[0], CASES[3]], ids=["relu", "sigmoid"])
+def test_top_k_filtering_verifies_and_stays_sound(name, build, margin, branching):
+    graph = build()
+    box, bounds, _crown, low, rhs = _instance(graph, margin)
+    options = GenBabOptions(branching=branching, batch=16, filter_top_k=3)
+    out = activation_bab(graph, box, ONE_ROW, torch.tensor([rhs], dtype=torch.float64), GROUP,
+                         root_bounds=bounds, deadline=time.monotonic() + 30, options=options)
+    assert out.status == "verified", (name, out.reason)
+    violated = activation_bab(graph, box, ONE_ROW, torch.tensor([low + 1e-3], dtype=torch.float64), GROUP,
+                              root_bounds=bounds, deadline=time.monotonic() + 1.5, options=options)
+    assert violated.status != "verified"
+
+
+def test_split_candidates_are_distinct_and_the_first_is_choose_splits():
+    from curvebound.bab.activation_split import _Bounder
+    from curvebound.bab.beta import SplitHistory
+    from curvebound.bab.branching import ScoreInputs, choose_splits, find_split_nodes, split_candidates
+    from curvebound.bab.domains import DomainBatch
+
+    graph = mlp(3, Relu)
+    box, bounds, _crown, low, rhs = _instance(graph, 0.05)
+    splits = find_split_nodes(graph)
+    rhs_t = torch.tensor([rhs], dtype=torch.float64)
+    bounder = _Bounder(graph, box, ONE_ROW, rhs_t, GROUP, bounds, splits, GenBabOptions(), None)
+    root = DomainBatch({s.index: bounds[s.index].lower.reshape(1, -1).clone() for s in splits},
+                       {s.index: bounds[s.index].upper.reshape(1, -1).clone() for s in splits},
+                       SplitHistory.empty(1, torch.float64, torch.device("cpu")),
+                       torch.zeros(1, 1, 0, dtype=torch.float64), torch.full((1, 1), -torch.inf, dtype=torch.float64),
+                       torch.zeros(1, dtype=torch.long))
+    bounder.bound(root)
+    inputs = ScoreInputs(root.lower, root.upper, bounder.record_lambda(root), root.lower_bound - rhs_t[None], GROUP, 1,
+                         box)
+    first = choose_splits(graph, splits, inputs, method="babsr")
+    candidates = split_candidates(graph, splits, inputs, 3, method="babsr")
+    assert (candidates[0].node, candidates[0].index) == (first.node, first.index)
+    picked = {(int(c.node[0]), int(c.index[0])) for c in candidates if bool(c.valid[0])}
+    assert len(picked) == sum(bool(c.valid[0]) for c in candidates) >= 2

@@ -35,9 +35,9 @@ from .branching import (
     SplitNode,
     _objective,
     candidate_mask,
-    choose_splits,
     compute_shortcuts,
     find_split_nodes,
+    split_candidates,
 )
 from .domains import DomainBatch, DomainStore
 from .result import BabOutcome
@@ -54,6 +54,9 @@ class GenBabOptions:
     iterations: int = 20  # alpha/beta Adam steps per round
     lr_alpha: float = 0.01
     lr_beta: float = 0.05
+    # > 1: bound the children of each domain's ``filter_top_k`` best candidates (one step each)
+    # and split the one whose worse child is best (design.md c.3 "filtering"); 0/1: off
+    filter_top_k: int = 0
 
 
 #: stop a round's optimization after this many steps without improving the batch objective
@@ -132,7 +135,7 @@ class _Bounder:
         spec_lower_bound(self.graph, bounds, C, None, hook=chain_hooks(record, beta_hook(domains.history, beta)))
         return recorded
 
-    def bound(self, domains: DomainBatch, effort: int = 1) -> None:
+    def bound(self, domains: DomainBatch, effort: int = 1, iterations: int | None = None) -> None:
         """Optimize alpha and beta for the batch; updates ``lower_bound`` and ``beta`` in place.
         ``effort > 1`` multiplies iterations, patience and learning rates (for domains that cannot be
         split further, where only a converged beta can still close the gap)."""
@@ -157,7 +160,7 @@ class _Bounder:
         best_beta = beta.detach().clone()
         optimizer = None
         stale, best_total = 0, -torch.inf
-        for _ in range(max(1, opts.iterations * effort)):
+        for _ in range(max(1, (opts.iterations if iterations is None else iterations) * effort)):
             if self.deadline is not None and time.monotonic() > self.deadline:
                 break
             with torch.enable_grad():
@@ -201,6 +204,26 @@ class _Bounder:
 def _rows(mask: Tensor, like: Tensor) -> Tensor:
     """``mask [n]`` broadcast to ``like [n, *shape]``."""
     return mask.reshape(-1, *([1] * (like.dim() - 1))).expand_as(like)
+
+
+def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list[Decision],
+                       splits: list[SplitNode]) -> Decision:
+    """Per domain, the candidate whose children, bounded with one optimization step, have the best
+    worse-child objective (an invalid candidate never wins; the first is the default)."""
+    n = len(parents)
+    best = candidates[0]
+    best_value = torch.full((n,), -torch.inf, dtype=parents.lower_bound.dtype, device=parents.lower_bound.device)
+    for candidate in candidates:
+        kids = _children(parents, candidate, splits)
+        bounder.bound(kids, iterations=1)
+        per_kid = bounder.objective(kids.lower_bound.T)  # [2n]
+        value = torch.where(candidate.valid, torch.minimum(per_kid[:n], per_kid[n:]), -torch.inf)
+        better = value > best_value
+        best_value = torch.where(better, value, best_value)
+        best = Decision(*(torch.where(better, new, old) for new, old in
+                          ((candidate.node, best.node), (candidate.index, best.index),
+                           (candidate.point, best.point), (candidate.valid, best.valid))))
+    return best
 
 
 def _children(parents: DomainBatch, decision: Decision, splits: list[SplitNode]) -> DomainBatch:
@@ -283,9 +306,12 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
                 parents.lower, parents.upper, lam, parents.lower_bound - rhs[None], groups, store.n_groups,
                 Interval(in_box.lower.reshape(n, -1), in_box.upper.reshape(n, -1)),
             )
-            decision = choose_splits(graph, splits, inputs, method=options.branching,
-                                     point_method=options.branch_points, relu_only=options.relu_only,
-                                     shortcuts=shortcuts)
+            candidates = split_candidates(graph, splits, inputs, max(1, options.filter_top_k),
+                                          method=options.branching, point_method=options.branch_points,
+                                          relu_only=options.relu_only, shortcuts=shortcuts)
+            decision = candidates[0]
+            if len(candidates) > 1 and bool(decision.valid.all()):
+                decision = _filter_candidates(bounder, parents, candidates, splits)
             if not bool(decision.valid.all()):
                 # nothing left to split there: only a converged beta (the Lagrangian of the leaf LP)
                 # can still refute those domains; if it cannot, the answer is unknown anyway

@@ -362,6 +362,17 @@ def choose_splits(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs, *,
                   shortcuts: dict[int, Shortcut] | None = None) -> Decision:
     """The best-scoring candidate neuron over all split nodes, per domain; where no estimate is
     positive, the candidate with the largest ``width * (1 + |Lam|)`` (a tie-breaker)."""
+    return split_candidates(graph, splits, inputs, 1, method=method, point_method=point_method,
+                            relu_only=relu_only, shortcuts=shortcuts)[0]
+
+
+@torch.no_grad()
+def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs, k: int, *,
+                     method: str = "bbps", point_method: str = "optimized", relu_only: bool = False,
+                     shortcuts: dict[int, Shortcut] | None = None) -> list[Decision]:
+    """The ``k`` best candidates per domain, best first (``choose_splits`` is the first). The first
+    falls back to the tie-breaker where no estimate is positive; a later one is ``valid`` only where
+    its own estimate is positive."""
     current = _objective(inputs.row_margin, inputs.groups, inputs.n_groups)  # [n]
     scores, ties, offsets, nodes, all_points = [], [], [], [], []
     offset = 0
@@ -390,14 +401,18 @@ def choose_splits(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs, *,
     score = torch.cat(scores, 1)
     tie = torch.cat(ties, 1)
     points = torch.cat(all_points, 1)
-    best = score.argmax(1)
-    best_score = score.gather(1, best[:, None])[:, 0]
+    starts = torch.tensor(offsets, device=score.device)
+    node_of = torch.tensor(nodes, device=score.device)
+
+    def decision(chosen: Tensor, valid: Tensor) -> Decision:
+        chosen = chosen.contiguous()
+        which = torch.searchsorted(starts, chosen, right=True) - 1
+        return Decision(node_of[which], chosen - starts[which], points.gather(1, chosen[:, None])[:, 0], valid)
+
+    top_scores, top = score.topk(min(k, score.shape[1]), dim=1)
     fallback = tie.argmax(1)
-    chosen = torch.where(best_score > 1e-12, best, fallback)
-    valid = torch.isfinite(tie.gather(1, chosen[:, None])[:, 0])
-    starts = torch.tensor(offsets, device=chosen.device)
-    which = torch.searchsorted(starts, chosen, right=True) - 1
-    node = torch.tensor(nodes, device=chosen.device)[which]
-    index = chosen - starts[which]
-    point = points.gather(1, chosen[:, None])[:, 0]
-    return Decision(node, index, point, valid)
+    first = torch.where(top_scores[:, 0] > 1e-12, top[:, 0], fallback)
+    out = [decision(first, torch.isfinite(tie.gather(1, first[:, None])[:, 0]))]
+    for j in range(1, top.shape[1]):
+        out.append(decision(top[:, j], top_scores[:, j] > 1e-12))
+    return out
