@@ -190,3 +190,21 @@ def test_split_candidates_are_distinct_and_the_first_is_choose_splits():
     assert (candidates[0].node, candidates[0].index) == (first.node, first.index)
     picked = {(int(c.node[0]), int(c.index[0])) for c in candidates if bool(c.valid[0])}
     assert len(picked) == sum(bool(c.valid[0]) for c in candidates) >= 2
+
+
+def test_a_deadline_passing_inside_the_bbps_shortcuts_ends_as_timeout():
+    """The root shortcuts are one CROWN pass per split node (18 s on a 118-bus ml4acopf model): they
+    must stop at the deadline, and BaB must report ``timeout`` instead of raising."""
+    from curvebound.bab.branching import candidate_mask, compute_shortcuts, find_split_nodes
+    from curvebound.errors import TimeLimitReached
+
+    graph = mlp(1, Relu, widths=(3, 16, 16, 1), scale=2.0)
+    box, bounds, _crown, low, _ = _instance(graph, 0.0)
+    splits = find_split_nodes(graph)
+    masks = {s.index: candidate_mask(graph, s, bounds[s.index].lower.reshape(1, -1),
+                                     bounds[s.index].upper.reshape(1, -1))[0] for s in splits}
+    with pytest.raises(TimeLimitReached):
+        compute_shortcuts(graph, bounds, splits, masks, deadline=time.monotonic() - 1)
+    out = activation_bab(graph, box, ONE_ROW, torch.tensor([low - 1e-4], dtype=torch.float64), GROUP,
+                         root_bounds=bounds, deadline=time.monotonic() - 1, options=GenBabOptions(batch=8))
+    assert out.status == "timeout"

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..bounds.crown import RelaxationParams, spec_lower_bound
+from ..errors import TimeLimitReached
 from ..graph.ir import Graph
 from ..ops.base import Interval, UnsupportedInput
 from .beta import SplitHistory, beta_hook, chain_hooks
@@ -292,7 +293,7 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
         shortcuts = None
         if options.branching == "bbps" and len(store):
             masks = {s.index: candidate_mask(graph, s, root.lower[s.index], root.upper[s.index])[0] for s in splits}
-            shortcuts = compute_shortcuts(graph, bounder.root, splits, masks)
+            shortcuts = compute_shortcuts(graph, bounder.root, splits, masks, deadline)
         elif options.branching not in ("bbps", "babsr"):
             raise ValueError(f"unknown branching heuristic {options.branching!r} (use 'bbps' or 'babsr')")
         while len(store):
@@ -332,6 +333,8 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
             note()
     except UnsupportedInput as exc:
         return finish("unknown", f"cannot bound soundly: {exc}")
+    except TimeLimitReached:
+        return finish("timeout", f"{len(store)} domains open at the deadline")
     if deadline is not None and time.monotonic() > deadline and len(store):
         return finish("timeout", f"{len(store)} domains open at the deadline")
     return finish("verified", "every domain refuted")

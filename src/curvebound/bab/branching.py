@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ..bounds.crown import backward_linear, concretize
+from ..errors import check_deadline
 from ..graph.ir import Graph
 from ..ops.base import ElementwiseOperator, Interval, Operator, safe_product
 from ..ops.bilinear import BivariateElementwise, MatMul2, Mul2
@@ -183,9 +184,10 @@ class Shortcut:
 
 @torch.no_grad()
 def compute_shortcuts(graph: Graph, root_bounds: list[Interval | None], splits: list[SplitNode],
-                      masks: dict[int, Tensor]) -> dict[int, Shortcut]:
+                      masks: dict[int, Tensor], deadline: float | None = None) -> dict[int, Shortcut]:
     """Root shortcuts of every split node: all neurons for small nodes, else the root candidates
-    (``masks[z]: [size]``); computed once by a CROWN pass from the node with identity rows."""
+    (``masks[z]: [size]``); computed once by a CROWN pass from the node with identity rows.
+    Raises ``TimeLimitReached`` past ``deadline`` (checked per chunk of rows)."""
     n_in = graph.input_size
     out: dict[int, Shortcut] = {}
     for split in splits:
@@ -207,6 +209,7 @@ def compute_shortcuts(graph: Graph, root_bounds: list[Interval | None], splits: 
         largest = max(graph.nodes[i].size for i in graph.ancestors(z))
         chunk = max(1, CHUNK_ELEMENTS // max(1, 2 * largest))
         for s in range(0, len(rows), chunk):
+            check_deadline(deadline)
             part = rows[s:s + chunk]
             r = len(part)
             A = torch.zeros(2 * r, 1, split.size, dtype=lo.dtype, device=lo.device)
