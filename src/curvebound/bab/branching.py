@@ -53,6 +53,8 @@ MIN_WIDTH = 0.01
 CHUNK_ELEMENTS = 2**22
 #: split nodes with at most this many ``size * n_in`` elements keep a shortcut for every neuron
 FULL_SHORTCUT_ELEMENTS = 2**23
+#: most coefficient elements (rows x sizes of the nodes passed) one split node's shortcut pass may touch
+SHORTCUT_WORK = 2**26
 
 
 @dataclass
@@ -186,7 +188,9 @@ class Shortcut:
 def compute_shortcuts(graph: Graph, root_bounds: list[Interval | None], splits: list[SplitNode],
                       masks: dict[int, Tensor], deadline: float | None = None) -> dict[int, Shortcut]:
     """Root shortcuts of every split node: all neurons for small nodes, else the root candidates
-    (``masks[z]: [size]``); computed once by a CROWN pass from the node with identity rows.
+    (``masks[z]: [size]``); computed once by a CROWN pass from the node with identity rows. A node
+    whose pass would cost more than ``SHORTCUT_WORK`` coefficient elements gets none (its candidates
+    are scored BaBSR-like).
     Raises ``TimeLimitReached`` past ``deadline`` (checked per chunk of rows)."""
     n_in = graph.input_size
     out: dict[int, Shortcut] = {}
@@ -198,6 +202,9 @@ def compute_shortcuts(graph: Graph, root_bounds: list[Interval | None], splits: 
             rows = torch.arange(split.size, device=lo.device)
         else:
             rows = masks[z].nonzero().flatten()
+        work = 2 * len(rows) * sum(graph.nodes[i].size for i in graph.ancestors(z))
+        if z != 0 and work > SHORTCUT_WORK:
+            continue  # too costly a CROWN pass: this node's candidates get BaBSR-like estimates
         position = torch.full((split.size,), -1, dtype=torch.long, device=lo.device)
         position[rows] = torch.arange(len(rows), device=lo.device)
         if z == 0:
@@ -313,7 +320,7 @@ def _node_estimates(graph: Graph, split: SplitNode, inputs: ScoreInputs, points:
             continue
         children = [_consumer_terms(op, position, intervals(k), lam) for k in (0, 1)]
         mu0, t0 = before
-        if shortcuts is None:
+        if shortcuts is None or any(i not in shortcuts for i in bounded):
             for k, (_mu, t) in enumerate(children):
                 delta[..., k] += t - t0
             continue
