@@ -285,7 +285,7 @@ def _objective(margin: Tensor, groups: Tensor, n_groups: int) -> Tensor:
 
 
 def _node_estimates(graph: Graph, split: SplitNode, inputs: ScoreInputs, points: Tensor,
-                    shortcuts: dict[int, Shortcut] | None) -> Tensor:
+                    shortcuts: dict[int, Shortcut] | None, deadline: float | None = None) -> Tensor:
     """``Delta: [spec, n, size, 2]``, the estimated change of each row's bound when each neuron of
     ``split`` is split at ``points: [n, size]`` (child 0: ``[l, p]``, child 1: ``[p, u]``).
     BBPS when ``shortcuts`` are given, else BaBSR-like."""
@@ -339,6 +339,7 @@ def _node_estimates(graph: Graph, split: SplitNode, inputs: ScoreInputs, points:
             dpos = [m1.clamp(min=0) - m0.clamp(min=0) for m0, m1 in zip(mu0, mu1)]
             dneg = [m1.clamp(max=0) - m0.clamp(max=0) for m0, m1 in zip(mu0, mu1)]
             for s in range(0, size, chunk):
+                check_deadline(deadline)
                 sl = slice(s, s + chunk)
                 D = A_tot[:, :, None, :] + sum(  # [spec, n, c, n_in]
                     dp[:, :, sl, None] * WL[sl] + dn[:, :, sl, None] * WU[sl]
@@ -369,20 +370,20 @@ class Decision:
 @torch.no_grad()
 def choose_splits(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs, *,
                   method: str = "bbps", point_method: str = "optimized", relu_only: bool = False,
-                  shortcuts: dict[int, Shortcut] | None = None) -> Decision:
+                  shortcuts: dict[int, Shortcut] | None = None, deadline: float | None = None) -> Decision:
     """The best-scoring candidate neuron over all split nodes, per domain; where no estimate is
     positive, the candidate with the largest ``width * (1 + |Lam|)`` (a tie-breaker)."""
     return split_candidates(graph, splits, inputs, 1, method=method, point_method=point_method,
-                            relu_only=relu_only, shortcuts=shortcuts)[0]
+                            relu_only=relu_only, shortcuts=shortcuts, deadline=deadline)[0]
 
 
 @torch.no_grad()
 def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs, k: int, *,
                      method: str = "bbps", point_method: str = "optimized", relu_only: bool = False,
-                     shortcuts: dict[int, Shortcut] | None = None) -> list[Decision]:
+                     shortcuts: dict[int, Shortcut] | None = None, deadline: float | None = None) -> list[Decision]:
     """The ``k`` best candidates per domain, best first (``choose_splits`` is the first). The first
     falls back to the tie-breaker where no estimate is positive; a later one is ``valid`` only where
-    its own estimate is positive."""
+    its own estimate is positive. Raises ``TimeLimitReached`` past ``deadline``."""
     current = _objective(inputs.row_margin, inputs.groups, inputs.n_groups)  # [n]
     scores, ties, offsets, nodes, all_points = [], [], [], [], []
     offset = 0
@@ -391,7 +392,8 @@ def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs,
         lower, upper = inputs.lower[z], inputs.upper[z]
         mask = candidate_mask(graph, split, lower, upper, relu_only)
         points = branch_points(graph, split, lower, upper, point_method)
-        delta = _node_estimates(graph, split, inputs, points, shortcuts if method == "bbps" else None)
+        check_deadline(deadline)
+        delta = _node_estimates(graph, split, inputs, points, shortcuts if method == "bbps" else None, deadline)
         est = inputs.row_margin.T[:, :, None, None] + delta  # [spec, n, size, 2]
         objective = _objective(est.permute(1, 2, 3, 0), inputs.groups, inputs.n_groups)  # [n, size, 2]
         score = objective.amin(-1) - current[:, None]
