@@ -143,3 +143,26 @@ def test_suitability_counts_perturbed_dimensions():
     assert input_split_suitable(Graph([Node(0, "x", None, (), (100,))], 0), few)
     many = Interval(torch.zeros(1, 100, dtype=torch.float64), torch.ones(1, 100, dtype=torch.float64))
     assert not input_split_suitable(Graph([Node(0, "x", None, (), (100,))], 0), many)
+
+
+def test_deadline_inside_a_round_reports_timeout_with_the_domains_explored(monkeypatch):
+    """A deadline that passes inside a round's CROWN (TimeLimitReached) ends as ``timeout``, keeping
+    the count of boxes explored (the bench used to show 0 domains for such runs)."""
+    from curvebound.bab import input_split
+    from curvebound.errors import TimeLimitReached
+
+    original = input_split._process_children
+    calls = []
+
+    def second_call_times_out(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise TimeLimitReached()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(input_split, "_process_children", second_call_times_out)
+    graph, box = mlp(3), unit_box()
+    C, rhs, groups = one_row(graph, box, -0.05)
+    out = input_split_bab(graph, box, C, rhs, groups, deadline=time.monotonic() + 30)
+    assert out.status == "timeout" and len(calls) == 2
+    assert out.domains_explored > 1

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..bounds.alpha import AlphaOptions, optimize_spec_bound
 from ..bounds.crown import backward_linear, intermediate_bounds
+from ..errors import TimeLimitReached
 from ..graph.ir import Graph
 from ..ops.base import Interval, UnsupportedInput, safe_product
 from .result import BabOutcome
@@ -422,6 +423,8 @@ def input_split_bab(
                 dims = torch.cat([dims, c_dims])
     except UnsupportedInput as exc:
         return outcome("unknown", reason=f"cannot bound soundly: {exc}")
+    except TimeLimitReached:  # inside a round's bounds: the domains explored so far still count
+        return outcome("timeout", reason="the deadline passed while bounding a round of boxes")
     history.append((time.monotonic() - start, 0, math.inf))
     if stuck_count:
         return outcome("unknown", reason=f"{stuck_count} boxes too small to split are not refuted")
