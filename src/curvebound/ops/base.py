@@ -230,13 +230,14 @@ class ElementwiseOperator(Operator):
         r = self.relax(bounds.lower, bounds.upper, params)
         finite = all(bool(torch.isfinite(t).all()) for t in (r.lower_slope, r.upper_slope, r.lower_intercept,
                                                                r.upper_intercept))
-        pos = A.clamp(min=0)
-        if finite:  # A u + A+ (l - u) for slopes and intercepts: fewer passes over the large A
-            coeff = torch.addcmul(A * r.upper_slope, pos, r.lower_slope - r.upper_slope)
-            bias = contract_node_dims(A, r.upper_intercept) + contract_node_dims(
-                pos, r.lower_intercept - r.upper_intercept)
+        # each element takes exactly one line (A+ l + A- u): a fused ``A u + A+ (l - u)`` would cancel
+        # catastrophically when the lines' slopes differ by orders of magnitude (Exp on [-20, 100])
+        pos, neg = A.clamp(min=0), A.clamp(max=0)
+        if finite:  # the intercepts are contracted without an ``A * t`` temporary
+            coeff = torch.addcmul(pos * r.lower_slope, neg, r.upper_slope)
+            bias = contract_node_dims(pos, r.lower_intercept) + contract_node_dims(neg, r.upper_intercept)
             return [coeff], bias
-        neg = A.clamp(max=0)  # 0 * inf = 0: a zero coefficient never picks up an infinite line
+        # 0 * inf = 0: a zero coefficient never picks up an infinite line
         coeff = safe_product(pos, r.lower_slope) + safe_product(neg, r.upper_slope)
         bias = sum_node_dims(safe_product(pos, r.lower_intercept) + safe_product(neg, r.upper_intercept))
         return [coeff], bias
