@@ -119,6 +119,8 @@ def test_max_with_gradient_to_takes_the_max_and_sends_the_gradient_to_the_primar
     value.sum().backward()
     assert primary.grad.tolist() == [0.0, 1.0, 1.0]  # where `other` wins, the primary still gets it
     assert other.grad.tolist() == [1.0, 0.0, 0.0]  # only where the primary is not finite
+    far = max_with_gradient_to(torch.tensor([-1e20], dtype=torch.float64), torch.tensor([-3.0], dtype=torch.float64))
+    assert far.item() == -3.0  # the value is the max exactly, never a rounded sum
 
 
 def test_bounds_behind_pointwise_chains_come_from_crown_at_the_chain_head():

@@ -61,7 +61,9 @@ def max_with_gradient_to(primary: Tensor, other: Tensor) -> Tensor:
     keep improving the CROWN bound even where the other one wins for now. Where ``primary`` is not
     finite the plain max is returned (``-inf + inf`` would be NaN)."""
     best = torch.maximum(primary, other)
-    return torch.where(torch.isfinite(primary), primary + (best - primary).detach(), best)
+    # ``best + (p - p)`` is exactly ``best`` in value (``p + (best - p)`` is not: with p = -1e20 and
+    # best = -3 it rounds to 0, an unsound lower bound)
+    return torch.where(torch.isfinite(primary), best.detach() + (primary - primary.detach()), best)
 
 
 def concretize(A: Tensor, box: Interval) -> Tensor:
