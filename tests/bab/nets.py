@@ -56,3 +56,23 @@ def sample(box: Interval, n: int = 50000, seed: int = 0) -> torch.Tensor:
     t = torch.rand(n, box.lower.shape[1], generator=g, dtype=torch.float64)
     corners = torch.randint(0, 2, (n // 8, box.lower.shape[1]), generator=g).to(torch.float64)
     return box.lower + torch.cat([t, corners]) * (box.upper - box.lower)
+
+
+def lookup_net(seed: int, n_in: int = 3, hidden: int = 4, knots: int = 12) -> Graph:
+    """A piecewise-linear activation built from ReLUs, as ml4acopf's ONNX files do:
+    ``x = W0 in + b0`` (``[hidden]``), ``z = x[:, None] - t`` (``[hidden, knots]``, a broadcast), then
+    ``y = W1 (relu(z) w)``: every ``x_i`` is copied into ``knots`` ReLU inputs."""
+    from curvebound.ops.linear import ScaleShift
+    from curvebound.ops.relu import Relu
+    from curvebound.ops.shape import Reshape
+
+    b = _Builder(n_in, seed)
+    x = b.linear(0, n_in, hidden, 2.0)
+    column = b.add(Reshape((hidden, 1)), [x], (hidden, 1))
+    thresholds = torch.linspace(-2.0, 2.0, knots, dtype=torch.float64)
+    z = b.add(ScaleShift(None, -thresholds, out_rank=2), [column], (hidden, knots))
+    r = b.add(Relu(), [z], (hidden, knots))
+    slopes = torch.randn(knots, 1, generator=b.g, dtype=torch.float64)
+    pwl = b.add(MatMulConst(slopes, None, in_rank=2), [r], (hidden, 1))
+    flat = b.add(Reshape((hidden,)), [pwl], (hidden,))
+    return Graph(b.nodes, b.linear(flat, hidden, 1, 1.0))

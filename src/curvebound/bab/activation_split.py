@@ -40,7 +40,8 @@ from .branching import (
     find_split_nodes,
     split_candidates,
 )
-from .domains import DomainBatch, DomainStore
+from .chain_heads import HeadMap, chain_interval, head_map
+from .domains import DomainBatch, DomainStore, disjunct_margins
 from .result import BabOutcome
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,41 @@ class _Bounder:
         self.deadline = deadline
         self.consumers = {c for s in splits for c, _ in s.consumers}
         self.root_alpha = root_alpha or {}
+        # split nodes behind a pointwise affine chain are cut at its head (chain_heads.py)
+        self.heads: dict[int, HeadMap] = {}
+        for split in splits:
+            found = head_map(graph, split.index, box.lower.dtype, box.lower.device)
+            if found is not None and self.root[found.head] is not None:
+                self.heads[split.index] = found
 
-    def warm_params(self, bounds: list[Interval | None], n: int) -> RelaxationParams:
-        """Relaxation parameters for ``n`` domains: the root's optimized output parameters (alpha-CROWN's),
-        projected onto each domain's intervals; parameters of other nodes start from the defaults."""
+    def tracked(self) -> list[int]:
+        """Nodes whose interval each domain carries: the split nodes and the chain heads."""
+        return sorted({s.index for s in self.splits} | {m.head for m in self.heads.values()})
+
+    def root_domain(self, spec: int) -> DomainBatch:
+        dtype, device = self.C.dtype, self.C.device
+        return DomainBatch(
+            {k: self.root[k].lower.reshape(1, -1).clone() for k in self.tracked()},
+            {k: self.root[k].upper.reshape(1, -1).clone() for k in self.tracked()},
+            SplitHistory.empty(1, dtype, device),
+            torch.zeros(1, spec, 0, dtype=dtype, device=device),
+            torch.full((1, spec), -torch.inf, dtype=dtype, device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+        )
+
+    def open_rows(self, domains: DomainBatch) -> Tensor:
+        """The spec rows of the disjuncts not refuted in at least one of the domains."""
+        margins = disjunct_margins(domains.lower_bound, self.rhs, self.groups, self.n_groups)  # [n, groups]
+        return (margins <= 0).any(0)[self.groups].nonzero().flatten()
+
+    def warm_params(self, bounds: list[Interval | None], n: int, rows: Tensor | None = None) -> RelaxationParams:
+        """Relaxation parameters for ``n`` domains (spec ``rows``, default all): the root's optimized
+        output parameters (alpha-CROWN's), projected onto each domain's intervals; parameters of
+        other nodes start from the defaults."""
         params = RelaxationParams(create=True)
         for node, value in self.root_alpha.items():
+            if rows is not None:
+                value = value[:, rows]
             op = self.graph.nodes[node].op
             warm = value.expand(value.shape[0], value.shape[1], n, *value.shape[3:])
             warm = op.project_params(warm.clone(), [bounds[i] for i in self.graph.nodes[node].inputs])
@@ -108,11 +138,105 @@ class _Bounder:
                 continue
             shape = b.lower.shape[1:]
             out.append(Interval(b.lower.expand(n, *shape), b.upper.expand(n, *shape)))
-        for split in self.splits:
-            shape = self.root[split.index].lower.shape[1:]
-            out[split.index] = Interval(domains.lower[split.index].reshape(n, *shape),
-                                        domains.upper[split.index].reshape(n, *shape))
+        for index in self.tracked():
+            shape = self.root[index].lower.shape[1:]
+            out[index] = Interval(domains.lower[index].reshape(n, *shape), domains.upper[index].reshape(n, *shape))
         return out
+
+    def _fresh_head_cuts(self, domains: DomainBatch) -> tuple[Tensor, Tensor] | None:
+        """``(node, index)`` of each domain's newest constraint when it is a cut on a chain head that
+        is not itself a split node (node -1 elsewhere), or None when there is none."""
+        split_nodes = {s.index for s in self.splits}
+        heads = {m.head for m in self.heads.values()} - split_nodes
+        if not heads or domains.history.width == 0:
+            return None
+        node = domains.history.node[:, -1].clone()
+        on_head = torch.zeros_like(node, dtype=torch.bool)
+        for h in heads:
+            on_head |= node == h
+        if not bool(on_head.any()):
+            return None
+        node[~on_head] = -1
+        return node, domains.history.index[:, -1]
+
+    @staticmethod
+    @torch.no_grad()
+    def _init_head_beta(beta: Tensor, history: SplitHistory, cut: tuple[Tensor, Tensor],
+                        recorded: dict[int, Tensor]) -> None:
+        """Warm start for the multipliers of a freshly cut head element ``h_i``: the coefficient ``A_i``
+        that ``h_i`` still has in the bound (after the inherited beta) is moved onto the tightest cut
+        on the side that binds (``A_i > 0``: the largest ``h_i >= q``; ``A_i < 0``: the smallest
+        ``h_i <= q``), whose multiplier grows by ``|A_i|``. The bound then uses the domain's interval
+        of ``h_i`` exactly, where Adam from 0 took many steps to get there (the bound is piecewise
+        linear in beta). Any ``beta >= 0`` is sound; this is only a starting point."""
+        node, index = cut
+        for h, A in recorded.items():
+            rows = (node == h).nonzero().flatten()
+            if not len(rows):
+                continue
+            coeff = A[:, rows, index[rows]]  # [spec, m]: residual coefficient of the cut element
+            same = (history.node[rows] == h) & (history.index[rows] == index[rows, None])  # [m, H]
+            sign, point = history.sign[rows], history.point[rows]
+            for side in (-1.0, 1.0):
+                # tightest cut of this side: smallest point of the "<=" cuts, largest of the ">=" cuts
+                key = torch.where(same & (sign == side), side * point, -torch.inf)
+                value, column = key.max(1)
+                usable = torch.isfinite(value)
+                amount = (side * coeff).clamp(min=0) * usable[None]  # [spec, m]
+                beta[:, rows, column] += amount
+    def children(self, parents: DomainBatch, decision: Decision) -> DomainBatch:
+        """Two children per parent: first ``z_j <= p`` (upper cut), then ``z_j >= p`` (lower cut). A split
+        node behind a pointwise chain is cut at the head element it copies (``chain_heads.py``), and
+        every split node behind a cut head gets its interval again from the head's."""
+        B = len(parents)
+        device = decision.node.device
+        both = torch.cat([torch.arange(B), torch.arange(B)]).to(device)
+        kids = parents.take(both)
+        node, index, point = decision.node.clone(), decision.index.clone(), decision.point.clone()
+        dtype = point.dtype
+        first_sign = -torch.ones(B, dtype=dtype, device=device)  # the first child is "<= p"
+        for split, found in self.heads.items():
+            rows = (decision.node == split).nonzero().flatten()
+            if not len(rows):
+                continue
+            j = decision.index[rows]
+            scale = found.scale[j]
+            head_point = (decision.point[rows] - found.shift[j]) / torch.where(scale != 0, scale, 1.0)
+            at = found.index[j]
+            # a cut that does not fall strictly inside the head's interval would leave one child equal
+            # to the parent (rounding can leave z_j = -1e-17 after an earlier cut at the same point):
+            # those rows, and constants (scale 0), cut the split node itself
+            inside = (scale != 0) & (head_point > parents.lower[found.head][rows, at]) & \
+                (head_point < parents.upper[found.head][rows, at])
+            rows, at, head_point, scale = rows[inside], at[inside], head_point[inside], scale[inside]
+            node[rows] = found.head
+            index[rows] = at
+            point[rows] = head_point
+            first_sign[rows] = torch.where(scale < 0, 1.0, -1.0).to(dtype)
+        sign = torch.cat([first_sign, -first_sign])
+        node, index, point = node[both], index[both], point[both]
+        cut = set(node.unique().tolist())
+        for target in cut:
+            for side in (-1.0, 1.0):
+                rows = ((node == target) & (sign == side)).nonzero().flatten()
+                if not len(rows):
+                    continue
+                bound = kids.upper[target] if side < 0 else kids.lower[target]
+                tighter = torch.minimum if side < 0 else torch.maximum
+                bound[rows, index[rows]] = tighter(bound[rows, index[rows]], point[rows])
+        for split, found in self.heads.items():
+            if found.head not in cut:
+                continue
+            shape = self.root[found.head].lower.shape[1:]
+            head = Interval(kids.lower[found.head].reshape(2 * B, *shape),
+                            kids.upper[found.head].reshape(2 * B, *shape))
+            image = chain_interval(self.graph, found.chain, head, self.root)
+            kids.lower[split] = torch.maximum(kids.lower[split], image.lower.reshape(2 * B, -1))
+            kids.upper[split] = torch.minimum(kids.upper[split], image.upper.reshape(2 * B, -1))
+        kids.history = kids.history.append(node, index, sign, point)
+        kids.beta = torch.cat([kids.beta, kids.beta.new_zeros(2 * B, kids.beta.shape[1], 1)], 2)
+        kids.depth = kids.depth + 1
+        return kids
 
     def objective(self, lower: Tensor) -> Tensor:
         """``[n]``: ``sum_d min(margin_d, 0)`` for ``lower: [spec, n]``."""
@@ -151,28 +275,53 @@ class _Bounder:
         if bool(empty.any()):
             bounds = [None if b is None else Interval(torch.where(_rows(empty, b.lower), b.upper, b.lower), b.upper)
                       for b in bounds]  # keep the tensors well-formed; those domains are marked refuted below
-        C = self.C[:, None, :].expand(-1, n, -1)
-        params = self.warm_params(bounds, n)
-        beta = domains.beta.permute(1, 0, 2).contiguous().clone()  # [spec, n, H]
+        # only the rows of disjuncts still open in some domain of the batch are bounded (the others
+        # are refuted in every one of them, and a child keeps its parent's bounds)
+        rows = self.open_rows(domains)
+        if not len(rows):
+            return
+        C = self.C[rows][:, None, :].expand(-1, n, -1)
+        rhs = self.rhs[rows]
+        row_groups = torch.unique(self.groups[rows], return_inverse=True)[1]
+        n_groups = int(row_groups.max()) + 1
+
+        def objective_of(lower: Tensor) -> Tensor:
+            return _objective((lower - rhs[:, None]).T, row_groups, n_groups)
+
+        params = self.warm_params(bounds, n, rows)
+        beta = domains.beta[:, rows].permute(1, 0, 2).contiguous().clone()  # [rows, n, H]
         has_beta = beta.shape[2] > 0
         beta.requires_grad_(has_beta)
-        best = domains.lower_bound.T.clone()  # [spec, n]
-        best_objective = self.objective(best)
+        best = domains.lower_bound[:, rows].T.clone()  # [rows, n]
+        best_objective = objective_of(best)
         best_beta = beta.detach().clone()
         optimizer = None
         stale, best_total = 0, -torch.inf
-        for _ in range(max(1, (opts.iterations if iterations is None else iterations) * effort)):
+        fresh_head_cut = self._fresh_head_cuts(domains) if has_beta else None
+        for step in range(max(1, (opts.iterations if iterations is None else iterations) * effort)):
             if self.deadline is not None and time.monotonic() > self.deadline:
                 break
+            recorded: dict[int, Tensor] = {}
+            hook = beta_hook(domains.history, beta)
+            if step == 0 and fresh_head_cut is not None:
+                hook = chain_hooks(hook, _recorder(set(fresh_head_cut[0].unique().tolist()), recorded))
             with torch.enable_grad():
-                lower = spec_lower_bound(self.graph, bounds, C, params, hook=beta_hook(domains.history, beta))
-                objective = self.objective(lower)
+                lower = spec_lower_bound(self.graph, bounds, C, params, hook=hook)
+                objective = objective_of(lower)
             with torch.no_grad():
+                # beta of row r enters only row r's bound: keep, per row, the beta of its best bound
+                # (choosing by the domain's total objective kept the parent's beta whenever one row
+                # lagged behind its inherited best, and lost every new multiplier)
+                row_improved = lower.detach() > best
+                best_beta = torch.where(row_improved[:, :, None], beta.detach(), best_beta)
                 best = torch.maximum(best, lower.detach())
                 improved = objective.detach() > best_objective
                 best_objective = torch.where(improved, objective.detach(), best_objective)
-                best_beta = torch.where(improved[None, :, None], beta.detach(), best_beta)
-                if bool((self.objective(best) >= 0).all()):
+            if recorded:  # (step 0) rows whose bound did not improve keep the new start as their beta
+                self._init_head_beta(beta, domains.history, fresh_head_cut, recorded)
+                best_beta = torch.where(row_improved[:, :, None], best_beta, beta.detach())
+            with torch.no_grad():
+                if bool((objective_of(best) >= 0).all()):
                     break
                 total = float(best_objective.sum())
                 stale = 0 if total > best_total + 1e-6 * (1 + abs(total)) else stale + 1
@@ -187,6 +336,8 @@ class _Bounder:
                 if not objective.requires_grad or not any(g["params"] for g in groups):
                     break
                 optimizer = torch.optim.Adam(groups)
+            if recorded:
+                continue  # bound once with the warm-started beta before Adam moves it (its first step is lr)
             optimizer.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 (-objective.sum()).backward()
@@ -197,9 +348,22 @@ class _Bounder:
                     value.copy_(op.project_params(value, [bounds[i] for i in self.graph.nodes[node].inputs]))
                 if has_beta:
                     beta.clamp_(min=0)
-        best = torch.where(empty[None, :], torch.full_like(best, torch.inf), best)
-        domains.lower_bound = best.T.contiguous()
-        domains.beta = best_beta.permute(1, 0, 2).contiguous()
+        lower_bound, all_beta = domains.lower_bound.clone(), domains.beta.clone()
+        lower_bound[:, rows] = best.T
+        all_beta[:, rows] = best_beta.permute(1, 0, 2)
+        domains.lower_bound = torch.where(empty[:, None], torch.inf, lower_bound)
+        domains.beta = all_beta
+
+
+def _recorder(nodes: set[int], into: dict[int, Tensor]):
+    """A backward hook that leaves ``A`` alone and keeps it (flat, detached) at the given nodes."""
+
+    def hook(node: int, A: Tensor) -> tuple[Tensor, Tensor]:
+        if node in nodes:
+            into[node] = A.detach().reshape(A.shape[0], A.shape[1], -1)
+        return A, torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
+
+    return hook
 
 
 def _rows(mask: Tensor, like: Tensor) -> Tensor:
@@ -207,15 +371,14 @@ def _rows(mask: Tensor, like: Tensor) -> Tensor:
     return mask.reshape(-1, *([1] * (like.dim() - 1))).expand_as(like)
 
 
-def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list[Decision],
-                       splits: list[SplitNode]) -> Decision:
+def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list[Decision]) -> Decision:
     """Per domain, the candidate whose children, bounded with one optimization step, have the best
     worse-child objective (an invalid candidate never wins; the first is the default)."""
     n = len(parents)
     best = candidates[0]
     best_value = torch.full((n,), -torch.inf, dtype=parents.lower_bound.dtype, device=parents.lower_bound.device)
     for candidate in candidates:
-        kids = _children(parents, candidate, splits)
+        kids = bounder.children(parents, candidate)
         bounder.bound(kids, iterations=1)
         per_kid = bounder.objective(kids.lower_bound.T)  # [2n]
         value = torch.where(candidate.valid, torch.minimum(per_kid[:n], per_kid[n:]), -torch.inf)
@@ -225,27 +388,6 @@ def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list
                           ((candidate.node, best.node), (candidate.index, best.index),
                            (candidate.point, best.point), (candidate.valid, best.valid))))
     return best
-
-
-def _children(parents: DomainBatch, decision: Decision, splits: list[SplitNode]) -> DomainBatch:
-    """Two children per parent: first ``z_j <= p`` (upper cut), then ``z_j >= p`` (lower cut)."""
-    B = len(parents)
-    both = torch.cat([torch.arange(B), torch.arange(B)]).to(decision.node.device)
-    kids = parents.take(both)
-    for split in splits:
-        rows = (decision.node == split.index).nonzero().flatten()
-        if not len(rows):
-            continue
-        idx, point = decision.index[rows], decision.point[rows]
-        up, lo = kids.upper[split.index], kids.lower[split.index]
-        up[rows, idx] = torch.minimum(up[rows, idx], point)
-        lo[rows + B, idx] = torch.maximum(lo[rows + B, idx], point)
-    dtype = kids.lower_bound.dtype
-    sign = torch.cat([-torch.ones(B, dtype=dtype), torch.ones(B, dtype=dtype)]).to(kids.lower_bound.device)
-    kids.history = kids.history.append(decision.node[both], decision.index[both], sign, decision.point[both])
-    kids.beta = torch.cat([kids.beta, kids.beta.new_zeros(2 * B, kids.beta.shape[1], 1)], 2)
-    kids.depth = kids.depth + 1
-    return kids
 
 
 @torch.no_grad()
@@ -261,17 +403,9 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
     outcome = BabOutcome("unknown")
     splits = find_split_nodes(graph)
     spec = len(rhs)
-    dtype, device = box.lower.dtype, box.lower.device
     bounder = _Bounder(graph, box, C, rhs, groups, root_bounds, splits, options, deadline, root_alpha)
     store = DomainStore(rhs, groups)
-    root = DomainBatch(
-        {s.index: bounder.root[s.index].lower.reshape(1, -1).clone() for s in splits},
-        {s.index: bounder.root[s.index].upper.reshape(1, -1).clone() for s in splits},
-        SplitHistory.empty(1, dtype, device),
-        torch.zeros(1, spec, 0, dtype=dtype, device=device),
-        torch.full((1, spec), -torch.inf, dtype=dtype, device=device),
-        torch.zeros(1, dtype=torch.long, device=device),
-    )
+    root = bounder.root_domain(spec)
     batch = options.batch or automatic_batch(graph, spec)
 
     def finish(status: str, reason: str = "") -> BabOutcome:
@@ -312,7 +446,7 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
                                           relu_only=options.relu_only, shortcuts=shortcuts, deadline=deadline)
             decision = candidates[0]
             if len(candidates) > 1 and bool(decision.valid.all()):
-                decision = _filter_candidates(bounder, parents, candidates, splits)
+                decision = _filter_candidates(bounder, parents, candidates)
             if not bool(decision.valid.all()):
                 # nothing left to split there: only a converged beta (the Lagrangian of the leaf LP)
                 # can still refute those domains; if it cannot, the answer is unknown anyway
@@ -326,7 +460,7 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
                     return finish("unknown", "an open domain has no candidate neuron left to split")
                 note()
                 continue
-            kids = _children(parents, decision, splits)
+            kids = bounder.children(parents, decision)
             bounder.bound(kids)
             outcome.domains_explored += len(kids)
             store.push(kids.take((store.worst_margin(kids) <= 0).nonzero().flatten()))

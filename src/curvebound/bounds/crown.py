@@ -109,7 +109,8 @@ def backward_linear(
         coeffs, contribution = op.backward(coeff, input_shapes, input_bounds, p)
         bias = bias + contribution
         for i, c in zip(node.inputs, coeffs):
-            if c is None:
+            # an all-zero coefficient (a concat part no spec row reads) contributes exactly nothing
+            if c is None or (len(node.inputs) > 1 and not bool(c.detach().any())):
                 continue
             expected = (spec, batch, *graph.nodes[i].shape)
             if tuple(c.shape) != expected:
@@ -171,7 +172,7 @@ def _is_pointwise(graph: Graph, index: int) -> bool:
     return index > 0 and len(node.inputs) == 1 and getattr(node.op, "pointwise", False)
 
 
-def _pointwise_chain(graph: Graph, index: int) -> list[int]:
+def pointwise_chain(graph: Graph, index: int) -> list[int]:
     """``[t, ..., index]``: the longest chain of pointwise affine nodes ending at ``index``, led by
     the first node ``t`` that is not one (``t`` may be the input, node 0)."""
     chain = [index]
@@ -188,7 +189,7 @@ def crown_targets(graph: Graph, needed: set[int]) -> dict[int, list[list[int]]]:
     start at the input box are left out (IBP is exact there)."""
     targets: dict[int, list[list[int]]] = {}
     for index in sorted(needed):
-        chain = _pointwise_chain(graph, index)
+        chain = pointwise_chain(graph, index)
         if chain[0] != 0:
             targets.setdefault(chain[0], []).append(chain)
     return targets
