@@ -443,7 +443,8 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
             )
             candidates = split_candidates(graph, splits, inputs, max(1, options.filter_top_k),
                                           method=options.branching, point_method=options.branch_points,
-                                          relu_only=options.relu_only, shortcuts=shortcuts, deadline=deadline)
+                                          relu_only=options.relu_only, shortcuts=shortcuts, deadline=deadline,
+                                          heads=bounder.heads)
             decision = candidates[0]
             if len(candidates) > 1 and bool(decision.valid.all()):
                 decision = _filter_candidates(bounder, parents, candidates)
