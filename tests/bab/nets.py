@@ -61,7 +61,7 @@ def sample(box: Interval, n: int = 50000, seed: int = 0) -> torch.Tensor:
 def lookup_net(seed: int, n_in: int = 3, hidden: int = 4, knots: int = 12) -> Graph:
     """A piecewise-linear activation built from ReLUs, as ml4acopf's ONNX files do:
     ``x = W0 in + b0`` (``[hidden]``), ``z = x[:, None] - t`` (``[hidden, knots]``, a broadcast), then
-    ``y = W1 (relu(z) w)``: every ``x_i`` is copied into ``knots`` ReLU inputs."""
+    ``y = W1 (relu(z) @ w)``: every ``x_i`` is copied into ``knots`` ReLU inputs."""
     from curvebound.ops.linear import ScaleShift
     from curvebound.ops.relu import Relu
     from curvebound.ops.shape import Reshape
@@ -72,7 +72,6 @@ def lookup_net(seed: int, n_in: int = 3, hidden: int = 4, knots: int = 12) -> Gr
     thresholds = torch.linspace(-2.0, 2.0, knots, dtype=torch.float64)
     z = b.add(ScaleShift(None, -thresholds, out_rank=2), [column], (hidden, knots))
     r = b.add(Relu(), [z], (hidden, knots))
-    slopes = torch.randn(knots, 1, generator=b.g, dtype=torch.float64)
-    pwl = b.add(MatMulConst(slopes, None, in_rank=2), [r], (hidden, 1))
-    flat = b.add(Reshape((hidden,)), [pwl], (hidden,))
-    return Graph(b.nodes, b.linear(flat, hidden, 1, 1.0))
+    slopes = torch.randn(knots, generator=b.g, dtype=torch.float64)
+    pwl = b.add(MatMulConst(slopes, None, in_rank=2), [r], (hidden,))
+    return Graph(b.nodes, b.linear(pwl, hidden, 1, 1.0))

@@ -41,6 +41,7 @@ from ..errors import check_deadline
 from ..graph.ir import Graph
 from ..ops.base import ElementwiseOperator, Interval, Operator, safe_product
 from ..ops.bilinear import BivariateElementwise, MatMul2, Mul2
+from ..ops.piecewise_linear import PiecewiseLinear
 from ..ops.relu import LeakyRelu, PRelu
 from ..ops.s_shaped import SShaped
 from .chain_heads import HeadMap
@@ -91,13 +92,16 @@ def _product(op: Operator) -> bool:
 
 def consumer_mask(op: Operator, lower: Tensor, upper: Tensor) -> Tensor:
     """Neurons worth splitting for one consumer: ReLU-like ``l < 0 < u``; products ``u > l``; S-shaped
-    ``u - l >= 0.01`` and (Sigmoid/Tanh/Erf) not entirely outside ``[-10, 10]``; others ``u - l >= 0.01``."""
+    ``u - l >= 0.01`` and (Sigmoid/Tanh/Erf) not entirely outside ``[-10, 10]``; piecewise-linear
+    ``u - l >= 0.01`` with a knot inside; others ``u - l >= 0.01``."""
     width = upper - lower
     if _relu_like(op):
         return (lower < 0) & (upper > 0)
     if _product(op):
         return width > 0
     mask = width >= MIN_WIDTH
+    if isinstance(op, PiecewiseLinear):  # linear (its lines exact) unless a knot is inside
+        mask = mask & op.refinement_mask(Interval(lower, upper))
     if isinstance(op, SShaped) and op.kind in SATURATING:
         mask = mask & (upper > -SATURATION) & (lower < SATURATION)
     return mask

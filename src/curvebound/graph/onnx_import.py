@@ -42,6 +42,7 @@ from ..ops.shape import (
     Upsample,
     Where,
 )
+from .fuse_lookup import fuse_lookup_tables
 from .ir import Graph, Node
 
 logger = logging.getLogger(__name__)
@@ -65,9 +66,10 @@ class _Unsupported(Exception):
 SOFTMAX_FORMS = ("pairwise", "exp_sum")
 
 
-def load_graph(path: str | Path, softmax: str = "pairwise") -> Graph:
-    """Read an ``.onnx`` file and convert it to the IR (``ModelError`` on any problem)."""
-    return graph_from_onnx(load_onnx(path), str(path), softmax=softmax)
+def load_graph(path: str | Path, softmax: str = "pairwise", fuse_lookup: bool = True) -> Graph:
+    """Read an ``.onnx`` file and convert it to the IR (``ModelError`` on any problem). ``fuse_lookup``:
+    rewrite ReLU lookup tables into ``PiecewiseLinear`` ops (``graph/fuse_lookup.py``)."""
+    return graph_from_onnx(load_onnx(path), str(path), softmax=softmax, fuse_lookup=fuse_lookup)
 
 
 def _is_perturbed(v: Value) -> bool:
@@ -1255,7 +1257,7 @@ def _fold(proto: onnx.NodeProto, inputs: list[Value | None], opsets: dict[str, i
     return [np.asarray(v) for v in evaluator.run(None, feeds)]
 
 
-def graph_from_onnx(model: onnx.ModelProto, source: str, softmax: str = "pairwise") -> Graph:
+def graph_from_onnx(model: onnx.ModelProto, source: str, softmax: str = "pairwise", fuse_lookup: bool = True) -> Graph:
     """Convert a loaded ONNX model to the IR (see the module docstring); ``softmax``: SOFTMAX_FORMS."""
     if softmax not in SOFTMAX_FORMS:
         raise ValueError(f"softmax form {softmax!r}: use one of {SOFTMAX_FORMS}")
@@ -1326,7 +1328,8 @@ def graph_from_onnx(model: onnx.ModelProto, source: str, softmax: str = "pairwis
     output = values[out_name]
     if not _is_perturbed(output):
         raise ModelError(f"{source}: graph output {out_name!r} does not depend on the input {inp.name!r}")
-    return _prune(builder.nodes, output, inp.name, out_name, source)
+    graph = _prune(builder.nodes, output, inp.name, out_name, source)
+    return fuse_lookup_tables(graph) if fuse_lookup else graph
 
 
 def _prune(nodes: list[Node], output: int, input_name: str, output_name: str, source: str) -> Graph:
