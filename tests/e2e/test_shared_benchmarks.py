@@ -61,3 +61,52 @@ def test_eran_unsat_instances_are_never_reported_sat():
     for onnx_path, vnnlib_path, answer in sample:
         result = curvebound.verify(onnx_path, vnnlib_path, timeout=20, alpha=False)
         assert not contradicts(result.verdict, answer), (onnx_path.name, vnnlib_path.name, result.verdict)
+
+
+ML4ACOPF_LINEAR = ["14_ieee_ml4acopf-linear-residual", "14_ieee_ml4acopf-linear-nonresidual"]
+
+
+@pytest.mark.parametrize("model", ML4ACOPF_LINEAR)
+def test_ml4acopf_lookup_tables_are_fused_and_bounds_hold_for_sampled_outputs(model):
+    """The ReLU lookup tables become PiecewiseLinear ops; the fused graph computes what onnxruntime
+    computes, and its CROWN bounds on every output contain the outputs at sampled inputs of a
+    property's box (corners included)."""
+    import torch
+
+    from curvebound.bounds.crown import intermediate_bounds, spec_lower_bound
+    from curvebound.graph.onnx_import import load_graph
+    from curvebound.ops.base import Interval
+
+    bench = SHARED / "ml4acopf"
+    if not bench.is_dir():
+        pytest.skip("no ml4acopf")
+    path = bench / "onnx" / f"{model}.onnx"
+    graph = load_graph(path)
+    assert sum(type(n.op).__name__ == "PiecewiseLinear" for n in graph.nodes) == 3
+    box = parse_vnnlib(bench / "vnnlib" / "14_ieee_prop4.vnnlib").boxes[0]
+    lower = torch.tensor(box.lower, dtype=torch.float64).reshape(1, *graph.input_shape)
+    upper = torch.tensor(box.upper, dtype=torch.float64).reshape(1, *graph.input_shape)
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(3000, *graph.input_shape, generator=g, dtype=torch.float64)
+    t[:500] = t[:500].round()  # corners
+    xs = lower + t * (upper - lower)
+    ys = graph.forward(xs).reshape(len(xs), -1)
+    onnx_ys = np.stack([run_onnx(path, xs[i].numpy()).reshape(-1) for i in range(0, 3000, 300)])
+    assert np.allclose(onnx_ys, ys[::300].numpy(), rtol=1e-4, atol=1e-4)
+    bounds = intermediate_bounds(graph, Interval(lower, upper))
+    n_out = graph.output_size
+    C = torch.cat([torch.eye(n_out), -torch.eye(n_out)]).to(torch.float64)[:, None, :].reshape(
+        2 * n_out, 1, *graph.output_shape)
+    lb = spec_lower_bound(graph, bounds, C)[:, 0]
+    low, high = lb[:n_out], -lb[n_out:]
+    slack = 1e-9 * (1 + ys.abs())
+    assert bool((ys >= low - slack).all()) and bool((ys <= high + slack).all())
+
+
+def test_ml4acopf_known_answers_on_the_14_bus_lookup_models():
+    rows = [r for r in known_answers("ml4acopf") if "14_ieee_ml4acopf-linear" in r[0].name]
+    for onnx_path, vnnlib_path, answer in rows[::3]:
+        result = curvebound.verify(onnx_path, vnnlib_path, timeout=20)
+        assert not contradicts(result.verdict, answer), (onnx_path.name, vnnlib_path.name, result.verdict)
+        if result.verdict == "sat":
+            _assert_replayed(onnx_path, vnnlib_path, result)

@@ -108,3 +108,13 @@ def test_a_table_with_other_consumers_is_left_alone():
     nodes.append(extra)
     changed = fuse_lookup_tables(Graph(nodes, extra.index))
     assert not any(type(n.op).__name__ == "PiecewiseLinear" for n in changed.nodes)
+
+
+def test_no_branching_point_table_is_built_for_it():
+    """Its split points are its knots (structural): no per-model table may ever be built."""
+    from curvebound.bab.branch_points import lookup_branch_points, table_key
+
+    op = random_pwl(0)
+    assert table_key(op) is None
+    lower, upper = torch.tensor([-10.0], dtype=torch.float64), torch.tensor([10.0], dtype=torch.float64)
+    assert torch.equal(lookup_branch_points(op, lower, upper), op.branch_point(lower, upper))

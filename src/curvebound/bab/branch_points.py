@@ -91,7 +91,8 @@ DOMAIN_MARGIN = 0.05
 #: Returned points keep this fraction of the width away from both ends.
 EDGE_FRACTION = 0.01
 #: Kinds whose split point is structural (a kink, a comparison): no table, always ``op.branch_point``.
-STRUCTURAL_KINDS = frozenset({"Relu", "LeakyRelu", "PRelu", "Abs", "Clip", "Floor", "Sign", "Max", "Min", "MatMul"})
+STRUCTURAL_KINDS = frozenset({"Relu", "LeakyRelu", "PRelu", "Abs", "Clip", "Floor", "Sign", "Max", "Min", "MatMul",
+                              "PiecewiseLinear"})
 _CHUNK = 1 << 16  # relaxations per batched call while building
 
 #: In-memory tables by key, and per-device copies by (key, device).
