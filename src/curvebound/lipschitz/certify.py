@@ -85,7 +85,8 @@ class LipschitzResult:
 
 # ---------------------------------------------------------------- regions and models
 def _as_graph(model: str | os.PathLike | Graph) -> Graph:
-    graph = model if isinstance(model, Graph) else load_graph(model)
+    # lookup tables stay ReLUs here: the gradient graph has rules for ReLU, none for PiecewiseLinear
+    graph = model if isinstance(model, Graph) else load_graph(model, fuse_lookup=False)
     return graph.to("cpu", DTYPE)
 
 
