@@ -208,3 +208,29 @@ def test_a_deadline_passing_inside_the_bbps_shortcuts_ends_as_timeout():
     out = activation_bab(graph, box, ONE_ROW, torch.tensor([low - 1e-4], dtype=torch.float64), GROUP,
                          root_bounds=bounds, deadline=time.monotonic() - 1, options=GenBabOptions(batch=8))
     assert out.status == "timeout"
+
+
+def test_children_inherit_their_parents_optimized_alpha():
+    """After bounding, every domain keeps its optimized output parameters; its children start from
+    them (not from the root's); on this net, one step from the parent's alpha already gives each
+    child at least its parent's bound."""
+    from curvebound.bab.activation_split import _Bounder
+    from curvebound.bab.branching import ScoreInputs, choose_splits, find_split_nodes
+
+    graph = mlp(4, Sigmoid, widths=(3, 16, 16, 1), scale=2.5)
+    box, bounds, _crown, low, rhs = _instance(graph, 0.05)
+    splits = find_split_nodes(graph)
+    rhs_t = torch.tensor([rhs], dtype=torch.float64)
+    bounder = _Bounder(graph, box, ONE_ROW, rhs_t, GROUP, bounds, splits, GenBabOptions(), None)
+    root = bounder.root_domain(1)
+    bounder.bound(root)
+    assert root.alpha and all(v.shape[:3] == (1, v.shape[1], 1) for v in root.alpha.values())
+    inputs = ScoreInputs(root.lower, root.upper, bounder.record_lambda(root), root.lower_bound - rhs_t[None],
+                         GROUP, 1, box)
+    kids = bounder.children(root, choose_splits(graph, splits, inputs, method="babsr"))
+    for node, value in root.alpha.items():
+        assert torch.equal(kids.alpha[node], value.expand(2, *value.shape[1:]))
+    parent_bound = float(root.lower_bound[0, 0])
+    kids.lower_bound = torch.full_like(kids.lower_bound, -torch.inf)  # forget the inherited floor
+    bounder.bound(kids, iterations=1)
+    assert bool((kids.lower_bound[:, 0] >= parent_bound - 1e-9).all()), (kids.lower_bound, parent_bound)

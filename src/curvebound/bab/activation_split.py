@@ -63,6 +63,8 @@ class GenBabOptions:
 
 #: stop a round's optimization after this many steps without improving the batch objective
 PATIENCE = 5
+#: most alpha elements (k x spec x node size, summed over nodes) a domain keeps for its children
+ALPHA_ELEMENTS_PER_DOMAIN = 2**18
 
 
 def automatic_batch(graph: Graph, spec: int) -> int:
@@ -114,12 +116,22 @@ class _Bounder:
         margins = disjunct_margins(domains.lower_bound, self.rhs, self.groups, self.n_groups)  # [n, groups]
         return (margins <= 0).any(0)[self.groups].nonzero().flatten()
 
-    def warm_params(self, bounds: list[Interval | None], n: int, rows: Tensor | None = None) -> RelaxationParams:
-        """Relaxation parameters for ``n`` domains (spec ``rows``, default all): the root's optimized
-        output parameters (alpha-CROWN's), projected onto each domain's intervals; parameters of
-        other nodes start from the defaults."""
+    def warm_params(self, bounds: list[Interval | None], n: int, rows: Tensor | None = None,
+                    domains: DomainBatch | None = None) -> RelaxationParams:
+        """Relaxation parameters for ``n`` domains (spec ``rows``, default all): each domain's own
+        (inherited from its parent), else the root's optimized output parameters (alpha-CROWN's),
+        projected onto each domain's intervals; parameters of other nodes start from the defaults."""
         params = RelaxationParams(create=True)
+        dtype = self.C.dtype
+        for node, stored in ({} if domains is None else domains.alpha).items():  # [n, k, spec, *shape]
+            value = stored if rows is None else stored[:, :, rows]
+            value = value.movedim(0, 2).to(dtype)  # [k, spec, n, *shape]
+            op = self.graph.nodes[node].op
+            value = op.project_params(value.contiguous(), [bounds[i] for i in self.graph.nodes[node].inputs])
+            params.values[(node, self.graph.output)] = value.detach().requires_grad_(True)
         for node, value in self.root_alpha.items():
+            if (node, self.graph.output) in params.values:
+                continue
             if rows is not None:
                 value = value[:, rows]
             op = self.graph.nodes[node].op
@@ -288,7 +300,8 @@ class _Bounder:
         def objective_of(lower: Tensor) -> Tensor:
             return _objective((lower - rhs[:, None]).T, row_groups, n_groups)
 
-        params = self.warm_params(bounds, n, rows)
+        params = self.warm_params(bounds, n, rows, domains)
+        best_alpha: dict[int, Tensor] = {}  # node -> [k, rows, n, *shape], per row from its best bound
         beta = domains.beta[:, rows].permute(1, 0, 2).contiguous().clone()  # [rows, n, H]
         has_beta = beta.shape[2] > 0
         beta.requires_grad_(has_beta)
@@ -314,6 +327,11 @@ class _Bounder:
                 # lagged behind its inherited best, and lost every new multiplier)
                 row_improved = lower.detach() > best
                 best_beta = torch.where(row_improved[:, :, None], beta.detach(), best_beta)
+                for (node, _start), value in params.values.items():
+                    kept = best_alpha.get(node)
+                    mask = row_improved.reshape(1, *row_improved.shape, *([1] * (value.dim() - 3)))
+                    value = value.detach()
+                    best_alpha[node] = value.clone() if kept is None else torch.where(mask, value, kept)
                 best = torch.maximum(best, lower.detach())
                 improved = objective.detach() > best_objective
                 best_objective = torch.where(improved, objective.detach(), best_objective)
@@ -353,6 +371,26 @@ class _Bounder:
         all_beta[:, rows] = best_beta.permute(1, 0, 2)
         domains.lower_bound = torch.where(empty[:, None], torch.inf, lower_bound)
         domains.beta = all_beta
+        domains.alpha = self._kept_alpha(domains, best_alpha, rows)
+
+    def _kept_alpha(self, domains: DomainBatch, best: dict[int, Tensor], rows: Tensor) -> dict[int, Tensor]:
+        """Each domain's parameters for its children: the best rows' values just found, the rest as
+        they were (rows refuted in the whole batch stay refuted in every descendant, so their values
+        hardly matter). Nothing is kept above ``ALPHA_ELEMENTS_PER_DOMAIN`` elements per domain."""
+        spec = self.C.shape[0]
+        per_domain = sum(v.shape[0] * spec * v[0, 0, 0].numel() for v in best.values())
+        if not best or per_domain > ALPHA_ELEMENTS_PER_DOMAIN:
+            return {}
+        out = {}
+        for node, value in best.items():  # [k, R, n, *shape]
+            k, n, shape = value.shape[0], value.shape[2], value.shape[3:]
+            kept = domains.alpha.get(node)
+            if kept is None or kept.shape[1] != k:
+                kept = torch.zeros(n, k, spec, *shape, dtype=torch.float32, device=value.device)
+            kept = kept.clone()
+            kept[:, :, rows] = value.movedim(2, 0).float()
+            out[node] = kept
+        return out
 
 
 def _recorder(nodes: set[int], into: dict[int, Tensor]):

@@ -6,14 +6,17 @@ A domain is the input box intersected with split constraints on intermediate nod
   always inside the root interval (a split only ever cuts it);
 * the split constraints (``SplitHistory``, padded ``[n, H]``) and their multipliers ``beta: [n, spec, H]``
   (inherited by the children as a warm start; a new constraint starts at 0);
-* ``lower_bound: [n, spec]``: the best certified lower bound of each spec row ``C_r y`` on the domain.
+* ``lower_bound: [n, spec]``: the best certified lower bound of each spec row ``C_r y`` on the domain;
+* ``alpha``: per relaxation node the optimized output parameters ``[n, k, spec, *shape]`` (float32),
+  inherited by the children as their warm start (empty when too large to keep, see
+  ``activation_split.ALPHA_ELEMENTS_PER_DOMAIN``: then every domain starts from the root's).
 
 Everything is batched along the first dimension and lives on the graph's device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -37,6 +40,7 @@ class DomainBatch:
     beta: Tensor  # [n, spec, H]
     lower_bound: Tensor  # [n, spec]
     depth: Tensor  # [n] long, number of splits
+    alpha: dict[int, Tensor] = field(default_factory=dict)  # node -> [n, k, spec, *shape]
 
     def __len__(self) -> int:
         return self.lower_bound.shape[0]
@@ -49,6 +53,7 @@ class DomainBatch:
             self.beta[rows],
             self.lower_bound[rows],
             self.depth[rows],
+            {k: v[rows] for k, v in self.alpha.items()},
         )
 
     @staticmethod
@@ -67,6 +72,8 @@ class DomainBatch:
             torch.cat([pad_beta(p.beta) for p in parts]),
             torch.cat([p.lower_bound for p in parts]),
             torch.cat([p.depth for p in parts]),
+            # a node's parameters are kept only when every part has them (else the root's are used)
+            {k: torch.cat([p.alpha[k] for p in parts]) for k in parts[0].alpha if all(k in p.alpha for p in parts)},
         )
 
 
