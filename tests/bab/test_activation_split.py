@@ -234,3 +234,16 @@ def test_children_inherit_their_parents_optimized_alpha():
     kids.lower_bound = torch.full_like(kids.lower_bound, -torch.inf)  # forget the inherited floor
     bounder.bound(kids, iterations=1)
     assert bool((kids.lower_bound[:, 0] >= parent_bound - 1e-9).all()), (kids.lower_bound, parent_bound)
+
+
+def test_automatic_batch_follows_model_size_and_free_memory(monkeypatch):
+    import curvebound.bab.activation_split as module
+
+    graph = mlp(0, Relu, widths=(3, 200, 200, 200, 1))
+    monkeypatch.setattr(module, "free_memory", lambda device: 64 * 2**30)
+    plenty = [module.automatic_batch(graph, spec) for spec in (1, 10, 100, 10_000)]
+    assert plenty[0] == module.MAX_BATCH["cpu"] and plenty == sorted(plenty, reverse=True) and plenty[-1] == 4
+    assert module.automatic_batch(graph, 1, "cuda") == module.MAX_BATCH["cuda"]  # no CPU round limit
+    monkeypatch.setattr(module, "free_memory", lambda device: 2**24)  # 16 MiB left
+    assert module.automatic_batch(graph, 1, "cuda") < module.MAX_BATCH["cuda"]
+    assert 4 <= module.automatic_batch(graph, 10) < plenty[1]

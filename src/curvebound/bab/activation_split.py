@@ -19,6 +19,7 @@ parent's bound (a child is a subset of its parent).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GenBabOptions:
-    batch: int = 0  # domains per round; 0 = automatic from model size
+    batch: int = 0  # domains per round; 0 = automatic from model size and free memory (automatic_batch)
     branching: str = "bbps"  # "bbps" | "babsr"
     branch_points: str = "optimized"  # "optimized" (lookup table, if available) | "midpoint"
     relu_only: bool = False  # only ReLU-like neurons are candidates (ablation)
@@ -67,10 +68,43 @@ PATIENCE = 5
 ALPHA_ELEMENTS_PER_DOMAIN = 2**18
 
 
-def automatic_batch(graph: Graph, spec: int) -> int:
-    """Domains per round: 64, fewer when ``spec * (sum of node sizes)`` is large (memory/time)."""
+#: most domains per round: on CPU a round's cost grows linearly with the batch (no throughput to gain,
+#: only adaptivity to lose), so the batch also keeps ``spec x sum of node sizes x batch`` under
+#: ``CPU_ROUND_ELEMENTS``; a GPU needs large batches to be busy
+MAX_BATCH = {"cpu": 64, "cuda": 1024}
+CPU_ROUND_ELEMENTS = 2**22
+#: bytes per (spec row x node element) one domain's bounding holds at its peak (coefficients of a few
+#: nodes at once, autograd's saved tensors, Adam's state), a measured-then-rounded-up factor
+BYTES_PER_ELEMENT = 48
+
+
+def free_memory(device: torch.device | str) -> int | None:
+    """Bytes free for tensors on ``device``: CUDA's own count, else the system's available physical
+    memory (Linux ``sysconf``); None when unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def automatic_batch(graph: Graph, spec: int, device: torch.device | str = "cpu") -> int:
+    """Domains per round: a quarter of the free memory over one domain's peak need
+    (``spec x sum of node sizes x BYTES_PER_ELEMENT``), between 4 and ``MAX_BATCH`` of the device
+    (on CPU also at most ``CPU_ROUND_ELEMENTS / (spec x sum of node sizes)``)."""
     total = sum(node.size for node in graph.nodes)
-    return int(max(4, min(64, 2**22 // max(1, spec * total))))
+    per_domain = max(1, spec * total)
+    kind = torch.device(device).type
+    cap = MAX_BATCH.get(kind, MAX_BATCH["cpu"])
+    if kind != "cuda":
+        cap = min(cap, CPU_ROUND_ELEMENTS // per_domain)
+    free = free_memory(device)
+    if free is not None:
+        cap = min(cap, free // 4 // (per_domain * BYTES_PER_ELEMENT))
+    return int(max(4, cap))
 
 
 class _Bounder:
@@ -444,7 +478,7 @@ def activation_bab(graph: Graph, box: Interval, C: Tensor, rhs: Tensor, groups: 
     bounder = _Bounder(graph, box, C, rhs, groups, root_bounds, splits, options, deadline, root_alpha)
     store = DomainStore(rhs, groups)
     root = bounder.root_domain(spec)
-    batch = options.batch or automatic_batch(graph, spec)
+    batch = options.batch or automatic_batch(graph, spec, box.lower.device)
 
     def finish(status: str, reason: str = "") -> BabOutcome:
         outcome.status, outcome.reason = status, reason
