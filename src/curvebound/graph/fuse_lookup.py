@@ -21,7 +21,7 @@ from ..ops.linear import MatMulConst, ScaleShift
 from ..ops.piecewise_linear import PiecewiseLinear
 from ..ops.relu import Relu
 from ..ops.shape import Reshape
-from .ir import Graph, Node
+from .ir import Graph, Node, prune
 
 
 def _per_knot(t: Tensor | None, knots: int, default: float) -> Tensor | None:
@@ -71,10 +71,4 @@ def fuse_lookup_tables(graph: Graph) -> Graph:
         return graph
     nodes = [Node(n.index, n.name, found[n.index][1], (found[n.index][0],), n.shape, n.onnx_node)
              if n.index in found else n for n in graph.nodes]
-    full = Graph(nodes, graph.output)
-    keep = sorted(full.ancestors(graph.output) | {0})
-    new_index = {old: new for new, old in enumerate(keep)}
-    kept = [Node(new_index[i], nodes[i].name, nodes[i].op, tuple(new_index[j] for j in nodes[i].inputs),
-                 nodes[i].shape, nodes[i].onnx_node) for i in keep]
-    return Graph(kept, new_index[graph.output], input_name=graph.input_name, output_name=graph.output_name,
-                 source=graph.source)
+    return prune(nodes, graph.output, graph.input_name, graph.output_name, graph.source)

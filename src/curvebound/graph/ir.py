@@ -108,3 +108,18 @@ class Graph:
                     target = dtype if value.is_floating_point() else value.dtype
                     setattr(node.op, key, value.to(device=device, dtype=target))
         return self
+
+
+def prune(nodes: list[Node], output: int, input_name: str, output_name: str, source: str) -> Graph:
+    """Keep node 0 and the ancestors of ``output``, renumbered in order."""
+    full = Graph(nodes, output)
+    keep = sorted(full.ancestors(output) | {0})
+    new_index = {old: new for new, old in enumerate(keep)}
+    kept = [
+        Node(new_index[i], nodes[i].name, nodes[i].op, tuple(new_index[j] for j in nodes[i].inputs),
+             nodes[i].shape, nodes[i].onnx_node)
+        for i in keep
+    ]
+    if output != 0:
+        kept[new_index[output]].name = output_name
+    return Graph(kept, new_index[output], input_name=input_name, output_name=output_name, source=source)

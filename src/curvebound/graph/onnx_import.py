@@ -43,7 +43,7 @@ from ..ops.shape import (
     Where,
 )
 from .fuse_lookup import fuse_lookup_tables
-from .ir import Graph, Node
+from .ir import Graph, Node, prune
 
 logger = logging.getLogger(__name__)
 
@@ -1328,20 +1328,7 @@ def graph_from_onnx(model: onnx.ModelProto, source: str, softmax: str = "pairwis
     output = values[out_name]
     if not _is_perturbed(output):
         raise ModelError(f"{source}: graph output {out_name!r} does not depend on the input {inp.name!r}")
-    graph = _prune(builder.nodes, output, inp.name, out_name, source)
+    graph = prune(builder.nodes, output, inp.name, out_name, source)
     return fuse_lookup_tables(graph) if fuse_lookup else graph
 
 
-def _prune(nodes: list[Node], output: int, input_name: str, output_name: str, source: str) -> Graph:
-    """Keep node 0 and the ancestors of ``output``, renumbered in order."""
-    full = Graph(nodes, output)
-    keep = sorted(full.ancestors(output) | {0})
-    new_index = {old: new for new, old in enumerate(keep)}
-    kept = [
-        Node(new_index[i], nodes[i].name, nodes[i].op, tuple(new_index[j] for j in nodes[i].inputs),
-             nodes[i].shape, nodes[i].onnx_node)
-        for i in keep
-    ]
-    if output != 0:
-        kept[new_index[output]].name = output_name
-    return Graph(kept, new_index[output], input_name=input_name, output_name=output_name, source=source)
