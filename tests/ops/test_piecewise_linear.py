@@ -118,3 +118,41 @@ def test_no_branching_point_table_is_built_for_it():
     assert table_key(op) is None
     lower, upper = torch.tensor([-10.0], dtype=torch.float64), torch.tensor([10.0], dtype=torch.float64)
     assert torch.equal(lookup_branch_points(op, lower, upper), op.branch_point(lower, upper))
+
+
+def test_intervals_ending_on_or_next_to_knots():
+    """Knots exactly at, one ulp inside and one ulp outside the ends: the extremes are still found."""
+    op = random_pwl(11)
+    knots = op._knots("cpu")
+    knots = knots[torch.isfinite(knots)]
+    up = torch.nextafter(knots, torch.full_like(knots, math.inf))
+    down = torch.nextafter(knots, torch.full_like(knots, -math.inf))
+    lowers, uppers = [], []
+    for a in (knots, up, down):
+        for width in (0.0, 1e-9, 0.3, 5.0):
+            lowers.append(a)
+            uppers.append(a + width)
+            lowers.append(a - width)
+            uppers.append(a)
+    lower, upper = torch.cat(lowers), torch.cat(uppers)
+    assert_elementwise_sound(op, lower, upper)
+    g = torch.Generator().manual_seed(0)
+    assert_elementwise_sound(op, lower, upper, torch.randn(2, *lower.shape, generator=g, dtype=torch.float64) * 3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lines_hold_with_no_tolerance(seed):
+    """The padding covers the rounding of f itself: checked with no slack at all (float64)."""
+    op = random_pwl(seed, knots=40)
+    lower, upper = interval_cases(n_random=40, seed=seed)
+    finite = torch.isfinite(lower) & torch.isfinite(upper)
+    lower, upper = lower[finite], upper[finite]
+    g = torch.Generator().manual_seed(seed)
+    for params in (None, torch.randn(2, *lower.shape, generator=g, dtype=torch.float64) * 5):
+        r = op.relax(lower, upper, params)
+        x = sample_points(lower, upper, 400)
+        fx = op.function(x)
+        assert bool((r.lower_slope * x + r.lower_intercept <= fx).all())
+        assert bool((r.upper_slope * x + r.upper_intercept >= fx).all())
+        box = op.interval(Interval(lower, upper))
+        assert bool((fx >= box.lower).all() and (fx <= box.upper).all())
