@@ -110,3 +110,30 @@ def test_ml4acopf_known_answers_on_the_14_bus_lookup_models():
         assert not contradicts(result.verdict, answer), (onnx_path.name, vnnlib_path.name, result.verdict)
         if result.verdict == "sat":
             _assert_replayed(onnx_path, vnnlib_path, result)
+
+
+def test_ml4acopf_bounds_never_refute_the_disjunct_a_counterexample_violates():
+    """On the known-sat 14-bus lookup-table instances: the CROWN bound (with the fused
+    PiecewiseLinear ops) of the disjunct that the replayed counterexample violates must not refute it."""
+    import torch
+
+    from curvebound.bounds.crown import intermediate_bounds, spec_lower_bound
+    from curvebound.graph.onnx_import import load_graph
+    from curvebound.ops.base import Interval
+
+    rows = [r for r in known_answers("ml4acopf") if r[2] == "sat" and "14_ieee" in r[0].name]
+    assert rows
+    for onnx_path, vnnlib_path, _ in rows:
+        found = curvebound.verify(onnx_path, vnnlib_path, timeout=30)
+        assert found.verdict == "sat", (onnx_path.name, found.reason)
+        _assert_replayed(onnx_path, vnnlib_path, found)
+        graph = load_graph(onnx_path)
+        box = parse_vnnlib(vnnlib_path).boxes[found.counterexample.box]
+        region = Interval(torch.tensor(box.lower).reshape(1, *graph.input_shape),
+                          torch.tensor(box.upper).reshape(1, *graph.input_shape))
+        disjunct = box.disjuncts[found.counterexample.disjunct]
+        C = torch.tensor(disjunct.C, dtype=torch.float64)[:, None, :].reshape(len(disjunct.rhs), 1, *graph.output_shape)
+        lower = spec_lower_bound(graph, intermediate_bounds(graph, region), C)[:, 0]
+        at_cex = torch.tensor(disjunct.C @ run_onnx(onnx_path, found.counterexample.x))  # float32 model
+        assert bool((lower <= at_cex + 1e-4 * (1 + at_cex.abs())).all()), (onnx_path.name, lower, at_cex)
+        assert bool((lower <= torch.tensor(disjunct.rhs)).all()), (onnx_path.name, lower, disjunct.rhs)
