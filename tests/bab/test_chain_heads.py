@@ -87,3 +87,21 @@ def test_bab_with_head_cuts_is_sound_and_verifies_the_lookup_net():
             else:
                 assert crown < rhs, seed  # the root bound alone does not prove it
                 assert out.status == "verified", (seed, out.status, out.reason)
+
+
+def test_head_cut_candidates_count_the_gain_on_every_copy():
+    """The BaBSR-like gain of the other copies of a head element is never negative, and for the root
+    of the lookup net some candidate's copies gain: a cut there tightens more than its own ReLU."""
+    from curvebound.bab.branching import ScoreInputs, _sibling_gains, branch_points
+
+    graph = lookup_net(2, hidden=HIDDEN, knots=KNOTS)
+    bounder, box, _bounds = _bounder(graph)
+    root = bounder.root_domain(1)
+    bounder.bound(root)
+    inputs = ScoreInputs(root.lower, root.upper, bounder.record_lambda(root), root.lower_bound, GROUP, 1, box)
+    split = next(s for s in bounder.splits if s.index == Z)
+    points = branch_points(graph, split, root.lower[Z], root.upper[Z])
+    columns = torch.arange(split.size)
+    gains = _sibling_gains(graph, split, inputs, points, bounder.heads[Z], columns)
+    assert gains.shape == (1, 1, split.size, 2)
+    assert bool((gains >= -1e-12).all()) and float(gains.amax()) > 0

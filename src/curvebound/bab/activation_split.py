@@ -295,14 +295,9 @@ class _Bounder:
         n = len(domains)
         bounds = self.bounds_for(domains)
         recorded: dict[int, Tensor] = {}
-
-        def record(node: int, A: Tensor) -> tuple[Tensor, Tensor]:
-            if node in self.consumers:
-                recorded[node] = A.detach().reshape(A.shape[0], n, -1)
-            return A, torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
-
         beta = domains.beta.permute(1, 0, 2)
         C = self.C[:, None, :].expand(-1, n, -1)
+        record = _recorder(self.consumers, recorded)
         spec_lower_bound(self.graph, bounds, C, None, hook=chain_hooks(record, beta_hook(domains.history, beta)))
         return recorded
 
