@@ -445,6 +445,8 @@ def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list
     best = candidates[0]
     best_value = torch.full((n,), -torch.inf, dtype=parents.lower_bound.dtype, device=parents.lower_bound.device)
     for candidate in candidates:
+        if not bool(candidate.valid.any()):
+            continue
         kids = bounder.children(parents, candidate)
         bounder.bound(kids, iterations=1)
         per_kid = bounder.objective(kids.lower_bound.T)  # [2n]

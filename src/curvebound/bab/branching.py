@@ -301,17 +301,21 @@ def _objective(margin: Tensor, groups: Tensor, n_groups: int) -> Tensor:
 SUM_WEIGHT = 0.1
 
 
-def _split_score(est: Tensor, inputs: ScoreInputs) -> Tensor:
-    """Score ``[n, size]`` of each candidate from the estimated row margins of its two children
-    ``est: [spec, n, size, 2]``: the worst child's gain on the domain's worst disjunct, plus
-    ``SUM_WEIGHT`` times its gain on the sum over disjuncts. Domains are popped worst disjunct
-    first and children inherit their parent's bounds, so a split that helps only other disjuncts
-    leaves the child just as far from closed; scoring by the sum alone split ml4acopf's worst
-    domain on other voltages for 35 s while its own disjunct never moved."""
+def _child_gains(est: Tensor, inputs: ScoreInputs) -> Tensor:
+    """``[n, size, 2]``: each child's estimated gain from the estimated row margins
+    ``est: [spec, n, size, 2]``: its gain on the domain's worst disjunct, plus ``SUM_WEIGHT`` times
+    its gain on the sum over disjuncts."""
     now = _open_margins(inputs.row_margin, inputs.groups, inputs.n_groups)  # [n, G]
     after = _open_margins(est.permute(1, 2, 3, 0), inputs.groups, inputs.n_groups)  # [n, size, 2, G]
-    gain = (after.amin(-1) - now.amin(-1)[:, None, None]) + SUM_WEIGHT * (after.sum(-1) - now.sum(-1)[:, None, None])
-    return gain.amin(-1)
+    return (after.amin(-1) - now.amin(-1)[:, None, None]) + SUM_WEIGHT * (after.sum(-1) - now.sum(-1)[:, None, None])
+
+
+def _split_score(est: Tensor, inputs: ScoreInputs) -> Tensor:
+    """Score ``[n, size]`` of each candidate: the worse child's gain (``_child_gains``). Domains are
+    popped worst disjunct first and children inherit their parent's bounds, so a split that helps
+    only other disjuncts leaves the child just as far from closed; scoring by the sum alone split
+    ml4acopf's worst domain on other voltages for 35 s while its own disjunct never moved."""
+    return _child_gains(est, inputs).amin(-1)
 
 
 def _node_estimates(graph: Graph, split: SplitNode, inputs: ScoreInputs, points: Tensor,
@@ -487,8 +491,15 @@ def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs,
     """The ``k`` best candidates per domain, best first (``choose_splits`` is the first). The first
     falls back to the tie-breaker where no estimate is positive; a later one is ``valid`` only where
     its own estimate is positive. ``heads``: split nodes cut at a chain head (their candidates also
-    count the gain on the head element's other copies). Raises ``TimeLimitReached`` past ``deadline``."""
-    scores, ties, offsets, nodes, all_points = [], [], [], [], []
+    count the gain on the head element's other copies). Raises ``TimeLimitReached`` past ``deadline``.
+
+    The later candidates (for ``_filter_candidates``, which bounds their children) come in turn from
+    three rankings, each domain's best not yet taken: the worse child's gain (the main score), the
+    better child's gain, and (under BBPS) the BaBSR-like worse child's gain. Per-neuron estimates can
+    be far off. On the 118-bus ml4acopf thermal-limit property, BBPS scored the line-flow input of
+    the Square at -2.8 (its shortcuts reach past the interval the children split), while bounding
+    the children gave +17 and +2.3, more than any ReLU; the other two rankings put it first."""
+    scores, alternatives, ties, offsets, nodes, all_points = [], [[], []], [], [], [], []
     offset = 0
     for split in splits:
         z = split.index
@@ -497,12 +508,14 @@ def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs,
         points = branch_points(graph, split, lower, upper, point_method)
         check_deadline(deadline)
         columns = None
-        if method == "bbps" and shortcuts is not None and split.size > BBPS_COLUMNS:
+        cheap_score = None
+        if method == "bbps" and shortcuts is not None and (split.size > BBPS_COLUMNS or k > 1):
             # BBPS only on the neurons the cheap BaBSR-like estimate ranks best (each domain's best,
             # and the best BBPS_COLUMNS over all domains): its concretizations cost O(n_in) per neuron
             cheap = _node_estimates(graph, split, inputs, points, None, deadline)
             cheap_score = _split_score(inputs.row_margin.T[:, :, None, None] + cheap, inputs)
-            columns = _best_columns(cheap_score, mask, heads, z)
+            if split.size > BBPS_COLUMNS:
+                columns = _best_columns(cheap_score, mask, heads, z)
         delta = _node_estimates(graph, split, inputs, points, shortcuts if method == "bbps" else None, deadline,
                                 columns)
         head = (heads or {}).get(z)
@@ -513,8 +526,16 @@ def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs,
                 sib_columns = _best_columns(own, mask, heads, z)
             check_deadline(deadline)
             delta[:, :, sib_columns] += _sibling_gains(graph, split, inputs, points, head, sib_columns)
-        score = _split_score(inputs.row_margin.T[:, :, None, None] + delta, inputs)
-        score = torch.where(mask, torch.nan_to_num(score, nan=-torch.inf), torch.full_like(score, -torch.inf))
+        gains = _child_gains(inputs.row_margin.T[:, :, None, None] + delta, inputs)
+
+        def masked(value: Tensor, mask=mask) -> Tensor:
+            return torch.where(mask, torch.nan_to_num(value, nan=-torch.inf), torch.full_like(value, -torch.inf))
+
+        score = masked(gains.amin(-1))
+        if k > 1:
+            alternatives[0].append(masked(gains.amax(-1)))
+            nothing = torch.full_like(score, -torch.inf)
+            alternatives[1].append(masked(cheap_score) if cheap_score is not None else nothing)
         lam_mass = torch.zeros_like(lower)
         for consumer, _ in split.consumers:
             lam = inputs.lam.get(consumer)
@@ -538,10 +559,23 @@ def split_candidates(graph: Graph, splits: list[SplitNode], inputs: ScoreInputs,
         which = torch.searchsorted(starts, chosen, right=True) - 1
         return Decision(node_of[which], chosen - starts[which], points.gather(1, chosen[:, None])[:, 0], valid)
 
-    top_scores, top = score.topk(min(k, score.shape[1]), dim=1)
     fallback = tie.argmax(1)
-    first = torch.where(top_scores[:, 0] > 1e-12, top[:, 0], fallback)
+    top_score, top = score.max(1)
+    first = torch.where(top_score > 1e-12, top, fallback)
     out = [decision(first, torch.isfinite(tie.gather(1, first[:, None])[:, 0]))]
-    for j in range(1, top.shape[1]):
-        out.append(decision(top[:, j], top_scores[:, j] > 1e-12))
+    if k == 1:
+        return out
+    rankings = [score] + [torch.cat(a, 1) for a in alternatives]
+    taken = first[:, None]
+    turn = 1  # the main ranking's best is ``first``: the next pick comes from the second ranking
+    while len(out) < k:
+        left = [r.scatter(1, taken, -torch.inf) for r in rankings]
+        live = [i for i, r in enumerate(left) if bool((r > 1e-12).any())]
+        if not live:
+            break
+        i = next(j % len(left) for j in range(turn, turn + len(left)) if j % len(left) in live)
+        value, chosen = left[i].max(1)
+        out.append(decision(chosen, value > 1e-12))
+        taken = torch.cat([taken, chosen[:, None]], 1)
+        turn = i + 1
     return out
