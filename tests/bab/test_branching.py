@@ -131,3 +131,29 @@ def test_split_on_early_relu_tightens_only_through_beta():
     with_beta = spec_lower_bound(graph, bounds, C, hook=beta_hook(hist, torch.ones(1, 1, 1, dtype=F64)))
     assert abs(float(without) + 1.0) < 1e-9
     assert abs(float(with_beta)) < 1e-9
+
+
+def test_later_candidates_come_from_the_better_child_ranking_too():
+    """With ``Lam = -1`` on ``x^2`` (upper chord), midpoint splits: neuron A on [-1, 1] gains 1 in both
+    children, C on [-0.8, 0.8] 0.64 in both, B on [-0.1, 10] 0.505 in one and 50.5 in the other. The
+    worse-child ranking is A, C, B; the second candidate is B all the same, the better-child ranking's
+    best, which filtering then judges by real bounds (estimates can be far off: ``split_candidates``)."""
+    from curvebound.bab.branching import ScoreInputs, split_candidates
+    from curvebound.ops.convex import Square
+
+    nodes = [Node(0, "x", None, (), (3,)), Node(1, "sq", Square(), (0,), (3,))]
+    nodes.append(Node(2, "y", MatMulConst(torch.ones(3, 1, dtype=F64), torch.zeros(1, dtype=F64), in_rank=1),
+                      (1,), (1,)))
+    graph = Graph(nodes, 2)
+    splits = find_split_nodes(graph)
+    lower = torch.tensor([[-1.0, -0.1, -0.8]], dtype=F64)
+    upper = torch.tensor([[1.0, 10.0, 0.8]], dtype=F64)
+    inputs = ScoreInputs({0: lower}, {0: upper}, {1: -torch.ones(1, 1, 3, dtype=F64)},
+                         torch.tensor([[-100.0]], dtype=F64), torch.zeros(1, dtype=torch.long), 1,
+                         Interval(lower, upper))
+    candidates = split_candidates(graph, splits, inputs, 3, method="babsr", point_method="midpoint")
+    assert [int(c.index[0]) for c in candidates] == [0, 1, 2]
+    assert all(bool(c.valid[0]) for c in candidates)
+    assert float(candidates[1].point[0]) == 4.95
+    (only,) = split_candidates(graph, splits, inputs, 1, method="babsr", point_method="midpoint")
+    assert int(only.index[0]) == 0
