@@ -18,8 +18,8 @@ _FLAGS = [
     click.option("--branch-points", type=click.Choice(["optimized", "midpoint"]), default="optimized",
                  show_default=True, help="Where non-ReLU neurons are split (ablation)."),
     click.option("--relu-only", is_flag=True, help="Branch only on ReLU-like neurons (ablation)."),
-    click.option("--filter-top-k", type=click.IntRange(min=0), default=0, show_default=True,
-                 help="Choose each neuron split among the K best-scored candidates by bounding their children."),
+    click.option("--filter-top-k", type=click.IntRange(min=0), default=3, show_default=True,
+                 help="Choose each neuron split among K candidates by bounding their children (0 or 1: off)."),
 ]
 
 def method_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,7 +30,7 @@ def method_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def method_options(no_alpha: bool = False, no_bab: bool = False, input_split: str = "auto", branching: str = "bbps",
-                   branch_points: str = "optimized", relu_only: bool = False, filter_top_k: int = 0) -> dict[str, Any]:
+                   branch_points: str = "optimized", relu_only: bool = False, filter_top_k: int = 3) -> dict[str, Any]:
     """The ``pipeline.Options`` fields the flags set."""
     return {"alpha": not no_alpha, "bab": not no_bab, "input_split": input_split, "branching": branching,
             "branch_points": branch_points, "relu_only": relu_only, "filter_top_k": filter_top_k}

@@ -46,7 +46,7 @@ class Options:
     branching: str = "bbps"  # activation BaB heuristic: "bbps" | "babsr"
     branch_points: str = "optimized"  # "optimized" (lookup table) | "midpoint"
     relu_only: bool = False
-    filter_top_k: int = 0  # > 1: pick each split among the k best candidates by bounding their children
+    filter_top_k: int = 3  # > 1: pick each split among the k best candidates by bounding their children
     seed: int = 0
 
 
