@@ -239,7 +239,10 @@ class Verifier:
                     reference=bounds,
                     initial_lower=crown[rows][:, None],
                     options=opts.alpha_options,
-                    deadline=clock.share(0.3 if opts.bab else 1.0),
+                    # with branch-and-bound to follow, 30% of the time, or up to 70% while the root
+                    # still gains fast: BaB inherits the root's intermediate bounds
+                    deadline=clock.share(0.7 if opts.bab else 1.0),
+                    soft_deadline=clock.share(0.3) if opts.bab else None,
                 )
             except UnsupportedInput as exc:
                 report.note = f"alpha-CROWN: cannot bound soundly: {exc}"

@@ -4,7 +4,12 @@ never loses to CROWN."""
 import pytest
 import torch
 
-from curvebound.bounds.alpha import AlphaOptions, intermediate_param_elements, optimize_spec_bound
+from curvebound.bounds.alpha import (
+    AlphaOptions,
+    intermediate_param_elements,
+    optimize_spec_bound,
+    still_improving,
+)
 from curvebound.bounds.crown import (
     backward_bound,
     crown_node_bounds,
@@ -167,3 +172,30 @@ def test_alpha_crown_with_frozen_intermediate_bounds_optimizes_only_the_output()
     assert torch.all(result.lower >= crown - 1e-12)
     assert result.lower[0, 0] > crown[0, 0]  # the output's slopes alone still tighten the bound
     assert result.lower[0, 0] <= (y @ C[0, 0]).min() + 1e-9
+
+
+def test_still_improving_tells_a_steady_climb_from_a_plateau():
+    times = [float(t) for t in range(1, 31)]
+    climbing = [(t, -1.0 / t) for t in times]  # -0.05 at 20 s, -0.033 at 30 s: gains half its size
+    plateau = [(t, -0.7 - 0.1 / t) for t in times]  # -0.705 at 20 s, -0.703 at 30 s
+    assert still_improving(climbing, 0.25)
+    assert not still_improving(plateau, 0.25)
+    assert still_improving(plateau[:2], 0.25)  # too short to judge
+    assert not still_improving(climbing + [(31.0, 0.01)], 0.25)  # refuted: nothing left to gain
+    assert not still_improving(climbing + [(31.0, -torch.inf)], 0.25)
+
+
+def test_alpha_stops_past_the_soft_deadline_unless_still_improving():
+    graph = random_graph(12, widths=(4, 16, 16, 2), residual=False)
+    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
+    C = torch.tensor([[1.0, -1.0]], dtype=torch.float64)[:, None, :]
+    bounds = intermediate_bounds(graph, box)
+    crown = spec_lower_bound(graph, bounds, C)
+    rhs, groups = torch.full((1,), 1e9, dtype=torch.float64), torch.tensor([0])
+    never_enough = AlphaOptions(iterations=20, patience=20, extend_min_gain=torch.inf)
+    stopped = optimize_spec_bound(graph, box, C, rhs, groups, bounds, crown, never_enough, soft_deadline=0.0)
+    assert stopped.iterations == 3 and len(stopped.history) == 3  # three to judge the trend, then stop
+    always = AlphaOptions(iterations=20, patience=20, extend_min_gain=-torch.inf)
+    went_on = optimize_spec_bound(graph, box, C, rhs, groups, bounds, crown, always, soft_deadline=0.0)
+    assert went_on.iterations == 20
+    assert [m for _, m in went_on.history] == sorted(m for _, m in went_on.history)  # best so far
