@@ -73,6 +73,8 @@ class BoxReport:
     alpha_params: dict[int, Tensor] | None = field(default=None, repr=False)
     alpha_disjuncts: list[int] = field(default_factory=list, repr=False)
     alpha_groups: Tensor | None = field(default=None, repr=False)
+    # alpha-CROWN's (seconds, worst disjunct margin) after each iteration
+    alpha_history: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -259,6 +261,7 @@ class Verifier:
             report.alpha_params = {node: value.detach() for (node, start), value in result.params.values.items()
                                    if start == self.graph.output}
             report.alpha_disjuncts, report.alpha_groups = open_, groups2
+            report.alpha_history = result.history
             log.info(
                 "box %d: alpha-CROWN (%d iterations) refutes %d of %d disjuncts",
                 index, result.iterations, sum(report.refuted), n,
