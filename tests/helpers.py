@@ -92,3 +92,38 @@ def _worst(op, what, lower, upper, x, fx, bound, is_lower) -> str:
     row, col = divmod(i, gap.shape[1])
     return (f"{op.kind}: {what} violated on [{lower[col].item()}, {upper[col].item()}] at x={x[row, col].item()}: "
             f"f={fx[row, col].item()}, bound={bound[row, col].item()}")
+
+
+def assert_sound_float32(op: ElementwiseOperator, lower, upper, params=None, n: int = 300) -> None:
+    """float32 variant of ``assert_elementwise_sound``: the interval, the params and the lines' slopes and
+    intercepts are float32, the points are float32 points of the float32 interval, and each must hold for
+    the exact ``f`` (float64 at those points) up to 1e-12 relative. (A float32 ``f`` is no reference: torch's
+    float32 erf-form GELU is off by 3e-3 relative near x = -3.92, and by a CPU-dependent amount.) Lines may
+    carry a spec dimension (``[spec, k]``)."""
+    l32, u32 = lower.float(), upper.float()
+    x = sample_points(l32.double(), u32.double(), n).float()
+    x = torch.minimum(torch.maximum(x, l32), u32).double()  # float32 grid points may round past the ends
+    fx = op.function(x)  # [n, k]
+    ok = torch.isfinite(fx)
+    tol = 1e-12 * (1 + fx.nan_to_num(0, 0, 0).abs())
+    box = op.interval(Interval(l32, u32))
+    assert box.lower.dtype == torch.float32
+    assert torch.all(~ok | (fx >= box.lower.double() - tol)), f"{op!r}: float32 interval lower"
+    assert torch.all(~ok | (fx <= box.upper.double() + tol)), f"{op!r}: float32 interval upper"
+    r = op.relax(l32, u32, None if params is None else params.float())
+    assert r.lower_slope.dtype == r.upper_intercept.dtype == torch.float32
+    spec = r.lower_slope.dim() == 2
+    xs, fs, oks = (x[:, None, :], fx[:, None, :], ok[:, None, :]) if spec else (x, fx, ok)
+    for slope, intercept, is_lower in ((r.lower_slope, r.lower_intercept, True),
+                                       (r.upper_slope, r.upper_intercept, False)):
+        slope, intercept = slope.double(), intercept.double()
+        line = torch.where(slope == 0, intercept.expand_as(slope * xs), slope * xs + intercept)
+        assert not torch.isnan(line[oks.expand_as(line)]).any(), f"{op!r}: NaN float32 line"
+        tol = 1e-12 * (1 + fs.nan_to_num(0, 0, 0).abs() + (slope * xs).nan_to_num(0, 0, 0).abs())
+        good = (line <= fs + tol) if is_lower else (line >= fs - tol)
+        bad = oks & ~good
+        if bad.any():
+            where = bad.nonzero()[0]
+            i = int(where[-1])
+            raise AssertionError(f"{op!r}: float32 {'lower' if is_lower else 'upper'} line violated on "
+                                 f"[{l32[i].item()}, {u32[i].item()}] at x={x[int(where[0]), i].item()}")

@@ -5,7 +5,7 @@ import torch
 
 from curvebound.ops.base import ElementwiseOperator, Interval, UnsupportedInput
 from curvebound.ops.convex import Abs, Exp, Log, Pow, Reciprocal, Softplus, Sqrt, Square
-from tests.helpers import assert_elementwise_sound, interval_cases, sample_points
+from tests.helpers import assert_elementwise_sound, assert_sound_float32, interval_cases
 
 INF = math.inf
 TINY = 1e-30  # smallest positive lower end used (representable in float32 too)
@@ -57,35 +57,6 @@ def _random_params(op: ElementwiseOperator, lower: torch.Tensor, scale: float, s
     p[:, 2::13] = -INF
     return p.to(lower.dtype)
 
-
-def assert_sound_float32(op: ElementwiseOperator, lower, upper, params=None, n: int = 150) -> None:
-    """Float32 variant of ``assert_elementwise_sound``: interval and lines are computed in float32 and
-    checked in float64 against ``f`` in float64 at float32 points of the float32 interval (so the
-    float32 rounding of ``f``, of the slopes and of the intercepts must all be covered)."""
-    l32, u32 = lower.float(), upper.float()
-    x = sample_points(l32.double(), u32.double(), n).float()
-    x = torch.minimum(torch.maximum(x, l32), u32).double()
-    fx = op.function(x)
-    ok = torch.isfinite(fx)
-    tol = 1e-12 * (1 + fx.nan_to_num(0, 0, 0).abs())
-    box = op.interval(Interval(l32, u32))
-    assert box.lower.dtype == torch.float32
-    assert torch.all(~ok | (fx >= box.lower.double() - tol)), f"{op!r}: float32 interval lower"
-    assert torch.all(~ok | (fx <= box.upper.double() + tol)), f"{op!r}: float32 interval upper"
-    r = op.relax(l32, u32, None if params is None else params.float())
-    assert r.lower_slope.dtype == r.upper_intercept.dtype == torch.float32
-    for slope, intercept, is_lower in ((r.lower_slope, r.lower_intercept, True),
-                                       (r.upper_slope, r.upper_intercept, False)):
-        slope, intercept = slope.double(), intercept.double()
-        line = torch.where(slope == 0, intercept.expand_as(x), slope * x + intercept)
-        assert not torch.isnan(line[ok]).any(), f"{op!r}: NaN float32 line"
-        tol = 1e-12 * (1 + fx.nan_to_num(0, 0, 0).abs() + (slope * x).nan_to_num(0, 0, 0).abs())
-        good = (line <= fx + tol) if is_lower else (line >= fx - tol)
-        bad = ok & ~good
-        if bad.any():
-            i = int(bad.nonzero()[0, 1])
-            raise AssertionError(f"{op!r}: float32 {'lower' if is_lower else 'upper'} line violated on "
-                                 f"[{l32[i].item()}, {u32[i].item()}]")
 
 
 @pytest.mark.parametrize("op,lo,hi", CASES, ids=IDS)

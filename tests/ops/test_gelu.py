@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from curvebound.ops.base import Interval
 from curvebound.ops.gelu import Elu, Gelu, Selu, Silu
-from tests.helpers import assert_elementwise_sound, interval_cases, sample_points
+from tests.helpers import assert_elementwise_sound, assert_sound_float32, interval_cases, sample_points
 
 INF = math.inf
 OPS = [Gelu(), Gelu("tanh"), Silu(), Elu(), Elu(0.5), Elu(2.0), Elu(-0.5), Selu()]
@@ -32,24 +32,6 @@ def all_cases() -> tuple[torch.Tensor, torch.Tensor]:
     l2, u2 = feature_cases()
     return torch.cat([l1, l2]), torch.cat([u1, u2])
 
-
-def assert_sound_float32(op, lower, upper, params=None, n=300):
-    """float32 variant of the helper check: lines and f evaluated in float32, no tolerance."""
-    lower, upper = lower.float(), upper.float()
-    x = sample_points(lower.double(), upper.double(), n).float().clamp(min=lower, max=upper)
-    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
-    fx = op.function(x)
-    box = op.interval(Interval(lower, upper))
-    assert box.lower.dtype == torch.float32
-    assert torch.all(fx >= box.lower) and torch.all(fx <= box.upper), f"{op}: float32 interval"
-    r = op.relax(lower, upper, params)
-    assert r.lower_slope.dtype == torch.float32 and r.upper_intercept.dtype == torch.float32
-    lo_line = torch.where(r.lower_slope == 0, r.lower_intercept, r.lower_slope * x + r.lower_intercept)
-    up_line = torch.where(r.upper_slope == 0, r.upper_intercept, r.upper_slope * x + r.upper_intercept)
-    bad_lo = lo_line > fx
-    bad_up = up_line < fx
-    assert not bad_lo.any(), f"{op}: float32 lower line above f at {x[bad_lo][:3]} on {lower[bad_lo.any(0)][:3]}"
-    assert not bad_up.any(), f"{op}: float32 upper line below f at {x[bad_up][:3]} on {upper[bad_up.any(0)][:3]}"
 
 
 @pytest.mark.parametrize("op", OPS, ids=IDS)

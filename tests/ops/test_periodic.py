@@ -5,32 +5,10 @@ import torch
 
 from curvebound.ops.base import Interval
 from curvebound.ops.periodic import Cos, Sin
-from tests.helpers import assert_elementwise_sound, interval_cases, sample_points
+from tests.helpers import assert_elementwise_sound, assert_sound_float32, interval_cases
 
 OPS = [Sin(), Cos()]
 
-
-def assert_sound_float32(op, lower, upper, params=None, n: int = 400) -> None:
-    """float32 version of ``assert_elementwise_sound`` with zero tolerance: bounds, params, points, f and
-    the lines are all float32; lines may carry a spec dimension (``[spec, k]``)."""
-    lower, upper = lower.float(), upper.float()
-    x = sample_points(lower, upper, n)
-    x = torch.minimum(torch.maximum(x, lower), upper)  # float32 grid points may round past the ends
-    fx = op.function(x)  # [n, k]
-    box = op.interval(Interval(lower, upper))
-    assert box.lower.dtype == torch.float32
-    assert torch.all(fx >= box.lower) and torch.all(fx <= box.upper), f"{op.kind}: float32 interval"
-    r = op.relax(lower, upper, None if params is None else params.float())
-    assert r.lower_slope.dtype == torch.float32 and r.upper_intercept.dtype == torch.float32
-    xs = x[:, None, :] if r.lower_slope.dim() == 2 else x  # [n, spec, k] when lines have a spec dim
-    fs = fx[:, None, :] if r.lower_slope.dim() == 2 else fx
-    lo_line = r.lower_slope * xs + r.lower_intercept
-    up_line = r.upper_slope * xs + r.upper_intercept
-    assert not torch.isnan(lo_line).any() and not torch.isnan(up_line).any()
-    bad_lo = lo_line > fs
-    bad_up = up_line < fs
-    assert not bad_lo.any(), f"{op.kind}: float32 lower line violated at x={xs.expand_as(fs)[bad_lo][:3]}"
-    assert not bad_up.any(), f"{op.kind}: float32 upper line violated at x={xs.expand_as(fs)[bad_up][:3]}"
 
 
 def multi_period_cases(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
