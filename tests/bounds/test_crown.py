@@ -157,12 +157,17 @@ def test_bounds_behind_pointwise_chains_come_from_crown_at_the_chain_head():
     assert torch.all(y >= bounds[7].lower - 1e-9) and torch.all(y <= bounds[7].upper + 1e-9)
 
 
-def test_alpha_crown_with_frozen_intermediate_bounds_optimizes_only_the_output():
-    graph = random_graph(21, widths=(4, 16, 16, 2), residual=False)
+def _difference_of_two_outputs(seed: int):
+    """A 4-16-16-2 random MLP on [-1, 1]^4 with the spec ``y0 - y1``: graph, box, C, CROWN bounds."""
+    graph = random_graph(seed, widths=(4, 16, 16, 2), residual=False)
     box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
     C = torch.tensor([[1.0, -1.0]], dtype=torch.float64)[:, None, :]
     bounds = intermediate_bounds(graph, box)
-    crown = spec_lower_bound(graph, bounds, C)
+    return graph, box, C, bounds, spec_lower_bound(graph, bounds, C)
+
+
+def test_alpha_crown_with_frozen_intermediate_bounds_optimizes_only_the_output():
+    graph, box, C, bounds, crown = _difference_of_two_outputs(21)
     options = AlphaOptions(max_intermediate_params=0)
     assert intermediate_param_elements(graph, bounds) > 0
     result = optimize_spec_bound(graph, box, C, torch.full((1,), 1e9, dtype=torch.float64), torch.tensor([0]),
@@ -186,11 +191,7 @@ def test_still_improving_tells_a_steady_climb_from_a_plateau():
 
 
 def test_alpha_stops_past_the_soft_deadline_unless_still_improving():
-    graph = random_graph(12, widths=(4, 16, 16, 2), residual=False)
-    box = Interval(-torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
-    C = torch.tensor([[1.0, -1.0]], dtype=torch.float64)[:, None, :]
-    bounds = intermediate_bounds(graph, box)
-    crown = spec_lower_bound(graph, bounds, C)
+    graph, box, C, bounds, crown = _difference_of_two_outputs(12)
     rhs, groups = torch.full((1,), 1e9, dtype=torch.float64), torch.tensor([0])
     never_enough = AlphaOptions(iterations=20, patience=20, extend_min_gain=torch.inf)
     stopped = optimize_spec_bound(graph, box, C, rhs, groups, bounds, crown, never_enough, soft_deadline=0.0)
