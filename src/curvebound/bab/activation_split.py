@@ -36,6 +36,7 @@ from .branching import (
     ScoreInputs,
     SplitNode,
     _objective,
+    _relu_like,
     candidate_mask,
     compute_shortcuts,
     find_split_nodes,
@@ -67,6 +68,7 @@ class GenBabOptions:
     # like no split at all (ERAN Sigmoid 6x200, 4214 widened by 0.003: a last-layer cut scored -0.152
     # against the parent's -0.152 after 1 step, -0.117 after 20, the best of the three; 3 steps
     # prove it in 9 domains where 1 step timed out after 833)
+    # (ReLU splits change the bound at once: a graph whose every split is a ReLU filters with 1 step)
     filter_iterations: int = 3
 
 
@@ -130,6 +132,7 @@ class _Bounder:
         self.options = options
         self.deadline = deadline
         self.consumers = {c for s in splits for c, _ in s.consumers}
+        self.relu_splits_only = all(_relu_like(graph.nodes[c].op) for c in self.consumers)
         self.root_alpha = root_alpha or {}
         # split nodes behind a pointwise affine chain are cut at its head (chain_heads.py)
         self.heads: dict[int, HeadMap] = {}
@@ -447,8 +450,9 @@ def _rows(mask: Tensor, like: Tensor) -> Tensor:
 
 
 def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list[Decision]) -> Decision:
-    """Per domain, the candidate whose children, bounded with ``filter_iterations`` optimization steps,
-    have the best worse-child objective (an invalid candidate never wins; the first is the default)."""
+    """Per domain, the candidate whose children, bounded with ``filter_iterations`` optimization steps
+    (1 where every split is a ReLU), have the best worse-child objective (an invalid candidate never
+    wins; the first is the default)."""
     n = len(parents)
     best = candidates[0]
     best_value = torch.full((n,), -torch.inf, dtype=parents.lower_bound.dtype, device=parents.lower_bound.device)
@@ -456,7 +460,7 @@ def _filter_candidates(bounder: _Bounder, parents: DomainBatch, candidates: list
         if not bool(candidate.valid.any()):
             continue
         kids = bounder.children(parents, candidate)
-        bounder.bound(kids, iterations=bounder.options.filter_iterations)
+        bounder.bound(kids, iterations=1 if bounder.relu_splits_only else bounder.options.filter_iterations)
         per_kid = bounder.objective(kids.lower_bound.T)  # [2n]
         value = torch.where(candidate.valid, torch.minimum(per_kid[:n], per_kid[n:]), -torch.inf)
         better = value > best_value
