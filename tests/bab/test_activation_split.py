@@ -249,3 +249,29 @@ def test_automatic_batch_follows_model_size_and_free_memory(monkeypatch):
     monkeypatch.setattr(module, "free_memory", lambda device: 2**24)  # 16 MiB left
     assert module.automatic_batch(graph, 1, "cuda") < module.MAX_BATCH["cuda"]
     assert 4 <= module.automatic_batch(graph, 10) < plenty[1]
+
+
+@pytest.mark.parametrize("act,steps", [(Relu, 1), (Sigmoid, 3)], ids=["relu", "sigmoid"])
+def test_filtering_bounds_children_with_more_steps_unless_every_split_is_a_relu(act, steps):
+    """A ReLU cut changes the bound at once; a Sigmoid cut needs the child's own slopes, which one step
+    (the parent's parameters, projected) does not give it."""
+    from curvebound.bab.activation_split import _Bounder, _filter_candidates
+    from curvebound.bab.branching import ScoreInputs, find_split_nodes, split_candidates
+
+    graph = mlp(3, act)
+    box, bounds, _crown, _low, rhs = _instance(graph, 0.05)
+    splits = find_split_nodes(graph)
+    rhs_t = torch.tensor([rhs], dtype=torch.float64)
+    bounder = _Bounder(graph, box, ONE_ROW, rhs_t, GROUP, bounds, splits, GenBabOptions(filter_iterations=3), None)
+    assert bounder.relu_splits_only == (act is Relu)
+    root = bounder.root_domain(1)
+    bounder.bound(root)
+    inputs = ScoreInputs(root.lower, root.upper, bounder.record_lambda(root), root.lower_bound - rhs_t[None], GROUP, 1,
+                         box)
+    candidates = split_candidates(graph, splits, inputs, 3, method="babsr")
+    seen = []
+    bound = bounder.bound
+    bounder.bound = lambda domains, effort=1, iterations=None: (seen.append(iterations), bound(domains, effort,
+                                                                                             iterations))[1]
+    _filter_candidates(bounder, root, candidates)
+    assert seen and set(seen) == {steps}
